@@ -1,0 +1,1 @@
+"""The data plane: spaces, memory, agents, and the monologue CLI."""

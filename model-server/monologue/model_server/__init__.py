@@ -1,0 +1,1 @@
+"""llama.cpp model server: one GGUF model, generation or embeddings, over gRPC."""

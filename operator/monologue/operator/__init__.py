@@ -1,0 +1,1 @@
+"""The kopf operator for Space, Agent and ModelServer."""
