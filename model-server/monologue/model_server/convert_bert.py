@@ -2,8 +2,8 @@
 
 llama.cpp's own convert_hf_to_gguf.py imports torch; this does the same for the
 BERT family with only `gguf`, `safetensors` and `numpy`, writing the same
-metadata and tensor names (2-D weights as F16, the rest F32, as the converter
-does by default).
+metadata and tensor names (2-D weights as F16 except the embeddings that are
+added rather than multiplied, the rest F32, as the converter does by default).
 
     python -m monologue.model_server.convert_bert MODEL_DIR OUT.gguf
 """
@@ -19,6 +19,8 @@ import numpy as np
 from safetensors import safe_open
 
 SKIPPED = ("embeddings.position_ids", "pooler.")
+# Added to the token embeddings elementwise; ggml's CPU add needs them in F32.
+KEPT_F32 = ("position_embd.weight", "token_types.weight")
 
 
 def _phantom_space(token: str) -> str:
@@ -79,7 +81,8 @@ def convert(model_dir: Path, out_path: Path) -> None:
             if name is None:
                 raise SystemExit(f"unmapped tensor {key}")
             data = weights.get_tensor(key)
-            data = data.astype(np.float16 if data.ndim == 2 else np.float32)
+            half = data.ndim == 2 and name not in KEPT_F32
+            data = data.astype(np.float16 if half else np.float32)
             writer.add_tensor(name, data)
 
     writer.write_header_to_file()
