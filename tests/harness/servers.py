@@ -1,7 +1,7 @@
 """The real servers of the test harness: how to configure and start each one.
 
 Each `start_*` function takes a working directory and returns a handle with
-the server's address; the pytest fixtures in tests/conftest.py own their
+the server's address; the pytest fixtures in conftest.py own their
 lifetime (one per test session).
 """
 

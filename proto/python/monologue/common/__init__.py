@@ -1,0 +1,1 @@
+"""Small helpers every monologue component shares."""
