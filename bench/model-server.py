@@ -1,0 +1,180 @@
+"""Benchmark: the gRPC model server against llama.cpp called directly, same run.
+
+Prints one JSON object per figure (bench, metric, value, unit, baseline, ratio,
+target). Baselines: llama_cpp.Llama in this process, same model, prompt and
+threads; the server runs as its own process, as it does in production.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from llama_cpp import Llama
+from monologue.api.v1 import model_pb2 as pb
+from monologue.api.v1 import model_pb2_grpc
+from monologue.model_server.catalog import path_of
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from harness.process import free_port  # noqa: E402
+
+THREADS = 2
+PROMPT = "Summarize the incident: the payment service returned HTTP 503 for ten minutes because"
+MAX_TOKENS = 96
+ROUNDS = 3
+SENTENCES = [
+    f"worker-{i % 7} finished job {i} in {i % 97} ms after {i % 5} retries on node-{i % 13}"
+    for i in range(512)
+]
+
+
+def emit(metric, value, unit, baseline, target, higher_is_better=True):
+    ratio = value / baseline if higher_is_better else baseline / value
+    print(json.dumps({"bench": "model-server", "metric": metric, "value": round(value, 3),
+                      "unit": unit, "baseline": round(baseline, 3), "ratio": round(ratio, 3),
+                      "target": target}), flush=True)
+
+
+def direct_generation(model: Path) -> tuple[float, float]:
+    llm = Llama(model_path=str(model), n_ctx=1024, n_threads=THREADS, verbose=False)
+    speeds, firsts = [], []
+    for _ in range(ROUNDS):
+        count = 0
+
+        def counter(_ids, scores):
+            nonlocal count
+            count += 1
+            return scores
+
+        started = time.perf_counter()
+        first = None
+        for _part in llm.create_completion(PROMPT, max_tokens=MAX_TOKENS, temperature=0, seed=1,
+                                           logits_processor=[counter], stream=True):
+            first = first or time.perf_counter()
+        ended = time.perf_counter()
+        firsts.append(first - started)
+        speeds.append((count - 1) / (ended - first))
+    del llm
+    return statistics.median(speeds), statistics.median(firsts)
+
+
+def grpc_generation(stub) -> tuple[float, float]:
+    speeds, firsts = [], []
+    for _ in range(ROUNDS):
+        started = time.perf_counter()
+        first = None
+        for r in stub.Generate(pb.GenerateRequest(prompt=PROMPT, max_tokens=MAX_TOKENS, temperature=0, seed=1)):
+            if r.text and first is None:
+                first = time.perf_counter()
+            last = r
+        ended = time.perf_counter()
+        firsts.append(first - started)
+        speeds.append((last.usage.completion_tokens - 1) / (ended - first))
+    return statistics.median(speeds), statistics.median(firsts)
+
+
+def direct_embedding(model: Path) -> float:
+    llm = Llama(model_path=str(model), embedding=True, n_ctx=512, n_batch=512, n_ubatch=512,
+                n_threads=THREADS, verbose=False)
+    llm.embed(SENTENCES[:8])
+    started = time.perf_counter()
+    for i in range(0, len(SENTENCES), 64):
+        llm.embed(SENTENCES[i : i + 64], normalize=True)
+    return len(SENTENCES) / (time.perf_counter() - started)
+
+
+def grpc_embedding(stub) -> float:
+    stub.Embed(pb.EmbedRequest(texts=SENTENCES[:8]))
+    started = time.perf_counter()
+    for i in range(0, len(SENTENCES), 64):
+        stub.Embed(pb.EmbedRequest(texts=SENTENCES[i : i + 64]))
+    return len(SENTENCES) / (time.perf_counter() - started)
+
+
+def concurrent_generation(stub, clients: int, requests_each: int) -> tuple[float, int]:
+    errors = 0
+
+    def client(i):
+        nonlocal errors
+        tokens = 0
+        for j in range(requests_each):
+            try:
+                for r in stub.Generate(pb.GenerateRequest(prompt=f"{PROMPT} ({i}.{j})", max_tokens=32,
+                                                          temperature=0), timeout=300):
+                    tokens += r.usage.completion_tokens
+            except grpc.RpcError:
+                errors += 1
+        return tokens
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        total = sum(pool.map(client, range(clients)))
+    return total / (time.perf_counter() - started), errors
+
+
+class ServerProcess:
+    def __init__(self, model: Path, role: str, context_size: int):
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "monologue.model_server.main", "--model", str(model), "--role", role,
+             "--listen", "127.0.0.1", "--grpc-port", str(self.port), "--http-port", "0",
+             "--context-size", str(context_size), "--threads", str(THREADS), "--log-level", "warning"],
+        )
+        self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
+        health = health_pb2_grpc.HealthStub(self.channel)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if health.Check(health_pb2.HealthCheckRequest()).status == health_pb2.HealthCheckResponse.SERVING:
+                    break
+            except grpc.RpcError:
+                pass
+            if self.proc.poll() is not None:
+                raise SystemExit("model server exited while starting")
+            time.sleep(0.2)
+        self.stub = model_pb2_grpc.ModelServiceStub(self.channel)
+
+    def close(self):
+        self.channel.close()
+        self.proc.terminate()
+        self.proc.wait(60)
+
+
+def main() -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
+    gen_model, emb_model = path_of("smollm2-135m-instruct"), path_of("all-minilm-l6-v2")
+
+    direct_tps, direct_ttft = direct_generation(gen_model)
+    server = ServerProcess(gen_model, "generation", 1024)
+    try:
+        grpc_tps, grpc_ttft = grpc_generation(server.stub)
+        one, _ = concurrent_generation(server.stub, 1, 8)
+        many, errors = concurrent_generation(server.stub, 8, 2)
+    finally:
+        server.close()
+    emit("generate_tokens_per_s", grpc_tps, "tokens/s", direct_tps, 0.95)
+    emit("generate_time_to_first_token", grpc_ttft * 1000, "ms", direct_ttft * 1000, 0.95,
+         higher_is_better=False)
+    emit("concurrent8_tokens_per_s", many, "tokens/s", one, 1.0)
+    print(json.dumps({"bench": "model-server", "metric": "concurrent8_errors", "value": errors,
+                      "unit": "errors", "baseline": 0, "ratio": None, "target": 0}), flush=True)
+
+    direct_sps = direct_embedding(emb_model)
+    server = ServerProcess(emb_model, "embedding", 512)
+    try:
+        grpc_sps = grpc_embedding(server.stub)
+    finally:
+        server.close()
+    emit("embed_sentences_per_s", grpc_sps, "sentences/s", direct_sps, 0.9)
+
+
+if __name__ == "__main__":
+    main()
