@@ -10,8 +10,10 @@ bracketed group counting as one unit) and each unit gets a token class: number o
 piece, month or weekday name, severity level, host-like name, bracketed group, separator,
 component (`name:`, `name[pid]:`), or plain word. The header is the longest leading run of
 header-like units (`_scan`), where plain words only count when their position makes them
-header fields: right before a component (`combo sshd[1]:`), before a level (`RAS KERNEL INFO`),
-or sandwiched between numbers before any delimiter (`node-17 action start 1074126278 1`).
+header fields: right before a component (`combo sshd[1]:`) or a dash (`chrome.exe *64 -`),
+before a level (`RAS KERNEL INFO`), in a space-padded column after the level
+(`Info     CBS    msg`), or sandwiched between numbers before any delimiter
+(`node-17 action start 1074126278 1`).
 
 Per stream, the class sequence of a recognised header becomes a compiled pattern; the next
 lines of the stream are cut by the first pattern that matches them, which keeps the cut at the
@@ -51,12 +53,12 @@ _HOST = re.compile(r"[A-Za-z_#][\w.\-:/@#]*")
 # Anything ending in a colon without another colon or `=` before it: `sshd[42]:`,
 # `org.apache.Foo:`, `([31211]):`. Only ever looked at in header positions.
 _COMPONENT = re.compile(r"[^\s:=]+:")
-# Loose per-class regexes for compiled stream patterns: the position already tells the
-# class, so they only need to reject units of a clearly different kind.
+# Per-class regexes for compiled stream patterns. Most are looser than `classify`: the
+# position already tells the class, so they only need to reject units of another kind.
 _PATTERN_PARTS = {
     NUMBER: r"-?\d\S*",
     MONTH: r"[A-Za-z]{3}",
-    LEVEL: r"[A-Za-z]+",
+    LEVEL: "(?:(?i:" + "|".join(sorted(_LEVELS)) + ")|[" + "".join(sorted(_LETTER_LEVELS)) + "])",
     HOST: r"[A-Za-z_]\S*",
     BRACKET: _BRACKET,
     SEPARATOR: r"-",
@@ -92,23 +94,24 @@ def classify(unit: str) -> str:
     return WORD
 
 
-def _units(line: str) -> list[tuple[str, int]]:
-    """The first units of a line with the offset where each ends."""
+def _units(line: str) -> list[tuple[str, int, bool]]:
+    """The first units of a line: (text, offset where it ends, whether 2+ spaces follow)."""
     units = []
     pos = 0
     for _ in range(MAX_HEADER_UNITS + 3):
         m = _UNIT.match(line, pos)
         if m is None:
             break
-        units.append((m.group(1), m.end()))
-        pos = m.end()
+        end = m.end()
+        units.append((m.group(1), end, line.startswith("  ", end)))
+        pos = end
     return units
 
 
 def _scan(line: str) -> tuple[str, int]:
     """Recognise the header of one line: (class sequence, offset where the message starts)."""
     units = _units(line)
-    classes = [classify(u) for u, _ in units]
+    classes = [classify(u) for u, _, _ in units]
     taken = 0  # units accepted into the header
     # A delimiter (level, component, bracket, mid-line dash) means the header has a clear
     # structure; after one, plain words no longer extend it.
@@ -121,6 +124,8 @@ def _scan(line: str) -> tuple[str, int]:
             taken = i + 1
             break
         if cls in (NUMBER, MONTH, HOST):
+            if SEPARATOR in classes[1:i]:
+                break  # after `prog - `, values belong to the message
             taken = i + 1
         elif cls in (LEVEL, BRACKET) or (cls == SEPARATOR and i > 0):
             delimited = True
@@ -131,6 +136,10 @@ def _scan(line: str) -> tuple[str, int]:
             nxt = classes[i + 1 : i + 3]
             if not delimited and nxt[:1] == [COMPONENT]:
                 taken = i + 1  # host before `program[pid]:`
+            elif nxt[:1] == [SEPARATOR] and SEPARATOR not in classes[1:i]:
+                taken = i + 1  # the last field before the ` - ` that ends the header
+            elif i == taken and classes[i - 1 : i] == [LEVEL] and units[i][2]:
+                taken = i + 1  # a padded column right after the level: `Info  CBS   msg`
             elif LEVEL not in classes[:i] and LEVEL in nxt and all(
                 c in (WORD, LEVEL) for c in nxt[: nxt.index(LEVEL)]
             ):

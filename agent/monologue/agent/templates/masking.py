@@ -1,20 +1,24 @@
 """Masking of variable parts of a log message before grouping.
 
 What varies between two lines of the same log statement is almost always one of: a number,
-a hex or base-N identifier, an IP address with its port, a path, a uuid, a duration, a
-timestamp. All of these contain a digit, so the one generic rule is: a run of identifier
-characters (word characters and `. - / @ + % # ~`) that contains a digit becomes `<*>`.
-Colons, `=`, brackets and quotes end a run, so the constant part of a token survives:
-`onExtend:1514038530000` -> `onExtend:<*>`, `taskID[42]` -> `taskID[<*>]`,
-`10.0.0.1:50010` -> `<*>:<*>`, `uid=0` -> `uid=<*>`. Absolute paths of two or more
-segments are masked even without digits.
+a hex or base-N identifier, an IP address with its port, a path, a uuid, a duration or size,
+a timestamp, a host name. Generic rules, no per-format list:
 
-Words without digits (user names, host names) are left to the grouping, which turns a
-position into `<*>` once it sees it vary.
+- a quantity with a unit (`5 ms`, `<1 sec`, `18.4 KB`) is one value;
+- a run of identifier characters (word characters and `. - / @ + % # ~`) that contains a
+  digit is a value. Colons (unless between digits), `=`, brackets and quotes end a run, so
+  the constant part of a token survives: `onExtend:1514038530000` -> `onExtend:<*>`,
+  `taskID[42]` -> `taskID[<*>]`, `uid=0` -> `uid=<*>`, `10.0.0.1:50010` -> `<*>`;
+- a dotted name of three or more parts (`node3.example.org`, `org.apache.Foo`) and an
+  absolute path are values even without digits.
 
-A run of identical masked tokens collapses into one (`(stack @<*> @<*> @<*>)` ->
-`(stack @<*>)`): a list of values printed by one statement has no fixed length, and the
-grouping compares lines of equal token count.
+Other words without digits (user names, short host names) are left to the grouping, which
+turns a position into `<*>` once it sees it vary.
+
+A run of tokens made only of masks and punctuation collapses into one `<*>`
+(`(stack @<*> @<*> @<*>)` -> `(stack <*>)`, `<*> (<*>) sent` -> `<*> sent`): a list of values
+printed by one statement has no fixed length, and the grouping compares lines of equal token
+count.
 
 JSON objects are templated on their keys: `{"level": "info", "msg": "took 5 ms", "n": 3}`
 -> `level=info msg=took <*> ms n=<*>`; numbers become `<*>`, strings are masked like any
@@ -29,14 +33,26 @@ import re
 MASK = "<*>"
 
 _ID_CHARS = r"\w.\-/@+%#~"
-_VARIABLE = re.compile(
-    # A run of identifier characters with a digit in it; the look-behind makes the engine
-    # try each run once from its start instead of from every character.
-    rf"(?<![{_ID_CHARS}])[{_ID_CHARS}]*\d[{_ID_CHARS}]*"
-    # An absolute path of two or more segments.
-    r"|(?<![\w.])(?:/[\w.\-@~%+]+){2,}/?"
+_UNITS = (
+    r"ns|us|µs|ms|s|sec|secs|seconds?|mins?|minutes?|hrs?|hours?|days?"
+    r"|[kKMGTP]i?B|bytes?|[kKMGT]bps"
 )
-_REPEATED_MASKS = re.compile(r"(?<!\S)(\S*<\*>\S*)(?:\s+\1(?!\S))+")
+_VARIABLE = re.compile(
+    # A quantity with its unit, `5 ms`, `<1 sec`, `18.4 KB`: the unit is part of the value.
+    rf"[<>~]?\d+(?:\.\d+)?\s?(?:{_UNITS})(?![\w.])"
+    # A run of identifier characters with a digit in it (a colon between digits too:
+    # `12:30:01`, `10.0.0.1:8080`); the look-behind makes the engine try each run once from
+    # its start instead of from every character.
+    rf"|(?<![{_ID_CHARS}])(?<!\d:)[{_ID_CHARS}]*\d(?:[{_ID_CHARS}]|:(?=\d))*"
+    # A dotted name of three or more parts: host names, Java classes, Android packages.
+    r"|(?<![\w.\-])[A-Za-z_][\w\-]*(?:\.[\w\-]+){2,}"
+    # An absolute path.
+    r"|(?<![\w.])/[\w.\-@~%+]+(?:/[\w.\-@~%+]*)*"
+    # An empty value: `connection from 10.0.0.1 () at ...` prints `(<*>)` for other lines.
+    r"|(?<=\s\()(?=\)(?!\S))"
+)
+# A run of tokens made only of masks and punctuation: `<*> <*>`, `@<*> @<*>`, `<*> (<*>)`.
+_MASK_RUN = re.compile(r"(?<!\S)[^\w\s]*<\*>[^\w\s]*(?:\s+[^\w\s]*<\*>[^\w\s]*)+(?!\S)")
 
 
 def mask(message: str) -> str:
@@ -47,7 +63,7 @@ def mask(message: str) -> str:
             return flat
     masked = _VARIABLE.sub(MASK, message)
     if MASK + " " in masked:
-        masked = _REPEATED_MASKS.sub(r"\1", masked)
+        masked = _MASK_RUN.sub(MASK, masked)
     return " ".join(masked.split())
 
 
