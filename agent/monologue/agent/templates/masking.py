@@ -40,14 +40,14 @@ _UNITS = (
 _VARIABLE = re.compile(
     # A quantity with its unit, `5 ms`, `<1 sec`, `18.4 KB`: the unit is part of the value.
     rf"[<>~]?\d+(?:\.\d+)?\s?(?:{_UNITS})(?![\w.])"
+    # An absolute path or URL path, with its query string.
+    r"|(?<![\w.])/(?:[\w.\-@~%+]|:(?=\d))+(?:/[\w.\-@~%+]*)*(?:\?[^\s\"']*)?"
     # A run of identifier characters with a digit in it (a colon between digits too:
     # `12:30:01`, `10.0.0.1:8080`); the look-behind makes the engine try each run once from
     # its start instead of from every character.
     rf"|(?<![{_ID_CHARS}])(?<!\d:)[{_ID_CHARS}]*\d(?:[{_ID_CHARS}]|:(?=\d))*"
     # A dotted name of three or more parts: host names, Java classes, Android packages.
     r"|(?<![\w.\-])[A-Za-z_][\w\-]*(?:\.[\w\-]+){2,}"
-    # An absolute path.
-    r"|(?<![\w.])/[\w.\-@~%+]+(?:/[\w.\-@~%+]*)*"
     # An empty value: `connection from 10.0.0.1 () at ...` prints `(<*>)` for other lines.
     r"|(?<=\s\()(?=\)(?!\S))"
 )
