@@ -1,0 +1,95 @@
+"""Redaction: secrets and personal data become typed placeholders before storage.
+
+Every line is redacted before it becomes memory (vector store text, the text
+that is embedded, the index files); what an agent can quote is only redacted
+text. The placeholders keep their type ("[REDACTED:email]") so an answer can
+still say *that* a credential leaked without repeating it.
+
+All patterns run as one compiled alternation, one pass per line. A Space adds
+its own patterns (spec.index.redact.extraPatterns), typed "custom".
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# (type, pattern, triggers). A pattern may define groups `keep` and `keep2`: the
+# text they match stays (a key name, a URL's user), the rest is replaced. A
+# pattern runs only on lines containing one of its triggers (lower-cased): a
+# substring test is far cheaper than a regex scan, and most lines have none.
+BUILTIN_PATTERNS: list[tuple[str, str, tuple[str, ...]]] = [
+    ("private_key",
+     r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)",
+     ("private key",)),
+    ("jwt", r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}", ("eyj",)),
+    ("aws_access_key", r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA)[A-Z0-9]{16}\b",
+     ("akia", "asia", "agpa", "aida", "aroa", "anpa")),
+    ("github_token", r"\bgh[pousr]_[A-Za-z0-9]{36,}\b", ("ghp_", "gho_", "ghu_", "ghs_", "ghr_")),
+    ("slack_token", r"\bxox[abprs]-[A-Za-z0-9-]{10,}", ("xox",)),
+    ("google_api_key", r"\bAIza[0-9A-Za-z_-]{35}\b", ("aiza",)),
+    ("stripe_key", r"\b[sr]k_(?:live|test)_[A-Za-z0-9]{16,}\b", ("k_live_", "k_test_")),
+    ("bearer_token", r"(?i)(?P<keep>\b(?:bearer|token)\s+)[A-Za-z0-9._~+/-]{12,}=*", ("bearer", "token")),
+    ("basic_auth", r"(?i)(?P<keep>\bbasic\s+)[A-Za-z0-9+/]{12,}=*", ("basic",)),
+    ("url_password", r"(?P<keep>\b[a-z][a-z0-9+.-]*://[^\s:/@]+:)[^\s@/]+(?P<keep2>@)", ("://",)),
+    ("secret",
+     r"(?i)(?P<keep>\b[\w.-]*(?:password|passwd|pwd|secret|token|api[_-]?key|apikey|"
+     r"access[_-]?key|private[_-]?key|credentials?|auth[_-]?key|session[_-]?id)[\w.-]*"
+     r"[\"']?\s*[=:]\s*[\"']?)(?!\[REDACTED)[^\s\"',;&}]{3,}",
+     ("pass", "pwd", "secret", "token", "key", "credential", "session")),
+    ("email", r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b", ("@",)),
+    # Card brands' prefixes and a Luhn check keep ids and counters out.
+    ("card_number", r"(?<![\w-])(?:4\d{3}|5[1-5]\d{2}|3[47]\d{2}|6(?:011|5\d{2}))(?:[ -]?\d){9,15}(?![\w-])",
+     ("3", "4", "5", "6")),
+    ("us_ssn", r"(?<![\w-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\w-])", ("-",)),
+]
+
+
+def _luhn(digits: str) -> bool:
+    total, double = 0, False
+    for ch in reversed(digits):
+        d = int(ch)
+        if double:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+        double = not double
+    return total % 10 == 0
+
+
+@dataclass
+class Redactor:
+    extra_patterns: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        self._rules: list[tuple[str, re.Pattern, tuple[str, ...]]] = [
+            (kind, re.compile(pattern, re.DOTALL), triggers)
+            for kind, pattern, triggers in BUILTIN_PATTERNS
+        ]
+        for pattern in self.extra_patterns:
+            try:
+                self._rules.append(("custom", re.compile(pattern), ("",)))
+            except re.error as err:
+                raise ValueError(f"redaction pattern {pattern!r} is not a valid regex: {err}") from err
+
+    @staticmethod
+    def _replacer(kind: str, pattern: re.Pattern):
+        keep, keep2 = "keep" in pattern.groupindex, "keep2" in pattern.groupindex
+
+        def replace(match: re.Match) -> str:
+            if kind == "card_number" and not _luhn(re.sub(r"\D", "", match.group(0))):
+                return match.group(0)
+            head = match.group("keep") if keep else ""
+            tail = match.group("keep2") if keep2 else ""
+            return f"{head}[REDACTED:{kind}]{tail}"
+
+        return replace
+
+    def redact(self, text: str) -> str:
+        low = text.lower()
+        for kind, pattern, triggers in self._rules:
+            if any(t in low for t in triggers):
+                text = pattern.sub(self._replacer(kind, pattern), text)
+        return text
+
+    def redact_many(self, texts: list[str]) -> list[str]:
+        return [self.redact(t) for t in texts]

@@ -1,0 +1,55 @@
+"""Storage addressed by URI: s3://bucket/prefix or a local directory, one API.
+
+Everything that reads or writes a Space's objects goes through pyarrow.fs, so
+the embedded (local directory) and cluster (S3) modes share one code path.
+S3 credentials, region and endpoint come from the standard AWS variables.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pyarrow.fs as pafs
+
+
+def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
+    """The filesystem of a URI and the path of the URI inside it."""
+    if uri.startswith("s3://"):
+        rest = uri[len("s3://"):].strip("/")
+        if not rest:
+            raise ValueError(f"{uri}: expected s3://bucket/prefix")
+        options = {"region": os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"}
+        if endpoint := os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"):
+            options["endpoint_override"] = endpoint
+        return pafs.S3FileSystem(**options), rest
+    if "://" in uri and not uri.startswith("file://"):
+        raise ValueError(f"{uri}: unsupported storage URI (use s3://bucket/prefix or a local path)")
+    path = Path(uri.removeprefix("file://")).expanduser().resolve()
+    return pafs.LocalFileSystem(), str(path)
+
+
+def join(*parts: str) -> str:
+    return "/".join(p.strip("/") if i else p.rstrip("/") for i, p in enumerate(parts) if p)
+
+
+def write_atomic(fs: pafs.FileSystem, path: str, data: bytes) -> None:
+    """Whole-or-nothing write: S3 puts are atomic; locally, write then rename."""
+    parent = path.rsplit("/", 1)[0]
+    fs.create_dir(parent, recursive=True)
+    if isinstance(fs, pafs.LocalFileSystem):
+        tmp = f"{path}.tmp-{os.getpid()}"
+        with fs.open_output_stream(tmp) as out:
+            out.write(data)
+        os.replace(tmp, path)
+    else:
+        with fs.open_output_stream(path) as out:
+            out.write(data)
+
+
+def read_or_none(fs: pafs.FileSystem, path: str) -> bytes | None:
+    try:
+        with fs.open_input_stream(path) as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
