@@ -1,0 +1,87 @@
+// Package parquet writes log rows as Parquet in the layout of
+// schema/logs.json, the one description shared with the Python side.
+package parquet
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+
+	pq "github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/compress/zstd"
+)
+
+// Row is one log line. Field tags are the schema: keep them equal to
+// schema/logs.json (TestWrittenFileMatchesTheSharedSchema checks it).
+type Row struct {
+	Timestamp    int64             `parquet:"timestamp,timestamp(nanosecond:utc),delta"`
+	Labels       map[string]string `parquet:"labels" parquet-key:",dict" parquet-value:",dict"`
+	Line         string            `parquet:"line"`
+	LineID       string            `parquet:"line_id"`
+	Level        string            `parquet:"level,optional,dict"`
+	Fields       map[string]string `parquet:"fields" parquet-key:",dict"`
+	Truncated    bool              `parquet:"truncated"`
+	RepairedUTF8 bool              `parquet:"repaired_utf8"`
+}
+
+// Config tunes the files written.
+type Config struct {
+	RowGroupRows int64
+	ZstdLevel    string
+}
+
+var zstdLevels = map[string]zstd.Level{
+	"fastest": zstd.SpeedFastest,
+	"default": zstd.SpeedDefault,
+	"better":  zstd.SpeedBetterCompression,
+	"best":    zstd.SpeedBestCompression,
+}
+
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.Int64Var(&c.RowGroupRows, "parquet.row-group-rows", 100_000,
+		"Rows per Parquet row group; bounds the memory a window takes while it is encoded.")
+	fs.StringVar(&c.ZstdLevel, "parquet.zstd-level", "default",
+		"zstd level of the Parquet pages: fastest, default, better or best.")
+}
+
+func (c *Config) Validate() error {
+	var errs []error
+	if c.RowGroupRows < 1 {
+		errs = append(errs, fmt.Errorf("--parquet.row-group-rows must be at least 1, got %d", c.RowGroupRows))
+	}
+	if _, ok := zstdLevels[c.ZstdLevel]; !ok {
+		errs = append(errs, fmt.Errorf("--parquet.zstd-level must be fastest, default, better or best, got %q", c.ZstdLevel))
+	}
+	return errors.Join(errs...)
+}
+
+// Writer encodes rows to one Parquet file. Rows are appended in batches and
+// compressed page by page, so a window never holds all its rows uncompressed.
+type Writer struct {
+	w *pq.GenericWriter[Row]
+}
+
+func NewWriter(out io.Writer, cfg Config) *Writer {
+	level, ok := zstdLevels[cfg.ZstdLevel]
+	if !ok {
+		level = zstd.SpeedDefault
+	}
+	rowGroup := cfg.RowGroupRows
+	if rowGroup < 1 {
+		rowGroup = 100_000
+	}
+	return &Writer{w: pq.NewGenericWriter[Row](out,
+		pq.Compression(&zstd.Codec{Level: level}),
+		pq.MaxRowsPerRowGroup(rowGroup),
+		pq.CreatedBy("monologue loki-shipper", "", ""),
+	)}
+}
+
+func (w *Writer) Write(rows []Row) error {
+	_, err := w.w.Write(rows)
+	return err
+}
+
+// Close writes the footer; the file is complete only after it returns nil.
+func (w *Writer) Close() error { return w.w.Close() }
