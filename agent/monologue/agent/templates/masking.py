@@ -15,8 +15,9 @@ a timestamp, a host name. Generic rules, no per-format list:
 Other words without digits (user names, short host names) are left to the grouping, which
 turns a position into `<*>` once it sees it vary.
 
-A run of tokens made only of masks and punctuation collapses into one `<*>`
-(`(stack @<*> @<*> @<*>)` -> `(stack <*>)`, `<*> (<*>) sent` -> `<*> sent`): a list of values
+A run of one masked token repeated collapses into one (`blk_<*> blk_<*>` -> `blk_<*>`), and
+so does a run of tokens made only of masks and punctuation (`(stack @<*> @<*>)` ->
+`(stack <*>`, `<*> (<*>) sent` -> `<*> sent`): a list of values
 printed by one statement has no fixed length, and the grouping compares lines of equal token
 count.
 
@@ -37,20 +38,34 @@ _UNITS = (
     r"ns|us|µs|ms|s|sec|secs|seconds?|mins?|minutes?|hrs?|hours?|days?"
     r"|[kKMGTP]i?B|bytes?|[kKMGT]bps"
 )
+# Every alternative starts with one character of the leading class and tells which by a
+# look-behind: a pattern that opens with a character class lets the regex engine skip, in C,
+# every position where no variable can start. That makes masking four times faster than
+# the same alternatives written plainly, and masking is most of the cost of mining a line.
 _VARIABLE = re.compile(
+    r"[0-9<>~/(a-f-]"
+    r"(?:"
     # A quantity with its unit, `5 ms`, `<1 sec`, `18.4 KB`: the unit is part of the value.
-    rf"[<>~]?\d+(?:\.\d+)?\s?(?:{_UNITS})(?![\w.])"
-    # An absolute path or URL path, with its query string.
-    r"|(?<![\w.])/(?:[\w.\-@~%+]|:(?=\d))+(?:/[\w.\-@~%+]*)*(?:\?[^\s\"']*)?"
-    # A run of identifier characters with a digit in it (a colon between digits too:
-    # `12:30:01`, `10.0.0.1:8080`); the look-behind makes the engine try each run once from
-    # its start instead of from every character.
-    rf"|(?<![{_ID_CHARS}])(?<!\d:)[{_ID_CHARS}]*\d(?:[{_ID_CHARS}]|:(?=\d))*"
-    # A dotted name of three or more parts: host names, Java classes, Android packages.
-    r"|(?<![\w.\-])[A-Za-z_][\w\-]*(?:\.[\w\-]+){2,}"
-    # An empty value: `connection from 10.0.0.1 () at ...` prints `(<*>)` for other lines.
+    rf"(?<=[<>~0-9])(?<![\w.][<>~])(?<=[<>~]|\d)\d*(?:\.\d+)?\s?(?:{_UNITS})(?![\w.])"
+    # An absolute path or URL path, with its port and query string.
+    r"|(?<=/)(?<![\w.]/)(?:[\w.\-@~%+]|:(?=\d))+(?:/[\w.\-@~%+]*)*(?:\?[^\s\"']*)?"
+    # From a digit (or a sign before one) to the end of the run of identifier characters,
+    # a colon between digits included: `blk_-42` -> `blk_<*>`, `10.0.0.1:8080` -> `<*>`.
+    rf"|(?<=\d)(?:[{_ID_CHARS}]|:(?=\d))*"
+    rf"|(?<=-)(?=\d)(?:[{_ID_CHARS}]|:(?=\d))+"
+    # A hex identifier that starts with a letter: `c0000700`, `e9746973ac57`.
+    r"|(?<=[a-f])(?<![\w.\-][a-f])(?=[0-9a-f]*\d)[0-9a-f]{7,}(?![\w.])"
+    # An empty value `()`: `connection from 10.0.0.1 () at` is `(<*>)` in other lines.
     r"|(?<=\s\()(?=\)(?!\S))"
+    r")"
 )
+# A dotted name of three or more parts: host names, Java classes, Android packages. Masked
+# first, as a whole (`adsl-12.example.org`, not `adsl<*>`), and only when a cheap search
+# finds two dots: it starts with a letter, so it cannot use the fast start above.
+_DOTTED = re.compile(r"(?<![\w.\-])[A-Za-z_][\w\-]*(?:\.[\w\-]+){2,}")
+_TWO_DOTS = re.compile(r"\.[A-Za-z_][\w\-]*\.")
+# A run of one masked token repeated: `blk_<*> blk_<*> blk_<*>`.
+_REPEATED_MASKED = re.compile(r"(?<!\S)(\S*<\*>\S*)(?:\s+\1(?!\S))+")
 # A run of tokens made only of masks and punctuation: `<*> <*>`, `@<*> @<*>`, `<*> (<*>)`.
 _MASK_RUN = re.compile(r"(?<!\S)[^\w\s]*<\*>[^\w\s]*(?:\s+[^\w\s]*<\*>[^\w\s]*)+(?!\S)")
 
@@ -61,9 +76,11 @@ def mask(message: str) -> str:
         flat = _json_tokens(message)
         if flat is not None:
             return flat
+    if _TWO_DOTS.search(message):
+        message = _DOTTED.sub(MASK, message)
     masked = _VARIABLE.sub(MASK, message)
     if MASK + " " in masked:
-        masked = _MASK_RUN.sub(MASK, masked)
+        masked = _MASK_RUN.sub(MASK, _REPEATED_MASKED.sub(r"\1", masked))
     return " ".join(masked.split())
 
 
