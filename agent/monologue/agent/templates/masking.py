@@ -1,16 +1,18 @@
 """Masking of variable parts of a log message before grouping.
 
 What varies between two lines of the same log statement is almost always one of: a number,
-a hex or base-N identifier, an IP address with its port, a path, a uuid, a duration or size,
-a timestamp, a host name. Generic rules, no per-format list:
+a hex identifier, an IP address with its port, a path, a uuid, a duration or size, a
+timestamp, a host name. Generic rules, no per-format list:
 
 - a quantity with a unit (`5 ms`, `<1 sec`, `18.4 KB`) is one value;
-- a run of identifier characters (word characters and `. - / @ + % # ~`) that contains a
-  digit is a value. Colons (unless between digits), `=`, brackets and quotes end a run, so
-  the constant part of a token survives: `onExtend:1514038530000` -> `onExtend:<*>`,
-  `taskID[42]` -> `taskID[<*>]`, `uid=0` -> `uid=<*>`, `10.0.0.1:50010` -> `<*>`;
-- a dotted name of three or more parts (`node3.example.org`, `org.apache.Foo`) and an
-  absolute path are values even without digits.
+- from a digit (or a minus sign before one) to the end of its run of identifier characters
+  (word characters and `. - / @ + % # ~`, and a colon between digits) is a value. What
+  precedes the digit in the token is kept, so the constant part of a token survives:
+  `onExtend:1514038530000` -> `onExtend:<*>`, `taskID[42]` -> `taskID[<*>]`,
+  `uid=0` -> `uid=<*>`, `blk_-42` -> `blk_<*>`, `10.0.0.1:50010` -> `<*>`;
+- a hex identifier starting with a letter (`c0000700`), a dotted name of three or more parts
+  (`node3.example.org`, `org.apache.Foo`), an absolute or URL path with its query string, and
+  an empty `()` are values too.
 
 Other words without digits (user names, short host names) are left to the grouping, which
 turns a position into `<*>` once it sees it vary.
@@ -22,7 +24,7 @@ printed by one statement has no fixed length, and the grouping compares lines of
 count.
 
 JSON objects are templated on their keys: `{"level": "info", "msg": "took 5 ms", "n": 3}`
--> `level=info msg=took <*> ms n=<*>`; numbers become `<*>`, strings are masked like any
+-> `level=info msg=took <*> n=<*>`; numbers become `<*>`, strings are masked like any
 message, booleans and null are kept (they are usually constants of the statement).
 """
 
