@@ -289,6 +289,7 @@ def start_weaviate(workdir: Path, logs: Path) -> Weaviate:
         "RAFT_BOOTSTRAP_EXPECT": "1",
         "RAFT_JOIN": f"node1:{raft}",
         "DISABLE_TELEMETRY": "true",
+        "GO_PROFILING_PORT": str(free_port()),  # default :6060 clashes between instances
         "LOG_LEVEL": "warning",
         "QUERY_DEFAULTS_LIMIT": "25",
     }

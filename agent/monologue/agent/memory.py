@@ -1,0 +1,241 @@
+"""Agent memory: one object per (redacted) log line, behind one small interface.
+
+Two stores implement it and pass the same tests: LanceDB (embedded, a local
+directory or S3) and Weaviate (cluster, one collection per Space). Each
+object has the line's redacted text (BM25-searchable), template id and text,
+labels, level, timestamp, line_id, and a vector (its template's by default).
+Object identity derives from line_id, so re-indexing never duplicates.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import urlparse
+
+import numpy as np
+import pyarrow as pa
+
+# Columns of the rows handed to upsert (vectors travel beside them).
+ROW_SCHEMA = pa.schema([
+    ("line_id", pa.string()),
+    ("text", pa.string()),
+    ("template_id", pa.string()),
+    ("template", pa.string()),
+    ("level", pa.string()),
+    ("labels", pa.string()),  # JSON object
+    ("timestamp", pa.timestamp("ns", tz="UTC")),
+    ("space", pa.string()),
+])
+
+
+@dataclass
+class Hit:
+    line_id: str
+    text: str
+    template_id: str
+    template: str
+    level: str | None
+    labels: dict[str, str]
+    timestamp_ns: int
+    space: str
+    score: float
+
+
+class StoreUnavailable(ConnectionError):
+    """The vector store cannot be reached; retry later."""
+
+
+class VectorStore(Protocol):
+    def ensure(self, collection: str, dimension: int) -> None: ...
+    def upsert(self, collection: str, rows: pa.Table, vectors: np.ndarray) -> None: ...
+    def search(self, collection: str, text: str, vector: np.ndarray | None, limit: int,
+               since_ns: int | None = None, until_ns: int | None = None) -> list[Hit]: ...
+    def count(self, collection: str) -> int: ...
+    def drop(self, collection: str) -> None: ...
+
+
+def collection_name(namespace: str, space: str) -> str:
+    """A name both stores accept: Weaviate wants [A-Z][A-Za-z0-9_]*."""
+    cleaned = re.sub(r"[^A-Za-z0-9]+", "_", f"{namespace}_{space}").strip("_")
+    return f"Space_{cleaned}"
+
+
+def object_uuid(line_id: str) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"monologue:line:{line_id}"))
+
+
+def _hit(row: dict, score: float) -> Hit:
+    ts = row["timestamp"]
+    ts_ns = ts.value if hasattr(ts, "value") else int(ts.timestamp() * 1e9) if ts else 0
+    return Hit(row["line_id"], row["text"], row.get("template_id") or "", row.get("template") or "",
+               row.get("level"), json.loads(row.get("labels") or "{}"), ts_ns, row.get("space") or "",
+               float(score))
+
+
+# ---------------------------------------------------------------- LanceDB
+
+
+class LanceStore:
+    """Embedded: one LanceDB table per collection under a directory or s3:// URI."""
+
+    def __init__(self, uri: str):
+        import lancedb
+
+        self.db = lancedb.connect(uri)
+        self._tables: dict = {}
+
+    def _table(self, collection: str):
+        if collection not in self._tables:
+            self._tables[collection] = self.db.open_table(collection)
+        return self._tables[collection]
+
+    def ensure(self, collection: str, dimension: int) -> None:
+        from lancedb.index import FTS
+
+        if collection in self.db.list_tables().tables:
+            return
+        schema = ROW_SCHEMA.append(pa.field("vector", pa.list_(pa.float32(), dimension)))
+        table = self.db.create_table(collection, schema=schema)
+        table.create_index("text", config=FTS(with_position=False))
+        self._tables[collection] = table
+
+    def upsert(self, collection: str, rows: pa.Table, vectors: np.ndarray) -> None:
+        if rows.num_rows == 0:
+            return
+        dim = vectors.shape[1]
+        column = pa.FixedSizeListArray.from_arrays(pa.array(vectors.astype(np.float32).ravel()), dim)
+        data = rows.select(ROW_SCHEMA.names).append_column("vector", column)
+        table = self._table(collection)
+        (table.merge_insert("line_id").when_matched_update_all().when_not_matched_insert_all()
+         .execute(data))
+
+    def search(self, collection, text, vector, limit, since_ns=None, until_ns=None) -> list[Hit]:
+        table = self._table(collection)
+        where = _lance_time_filter(since_ns, until_ns)
+        if vector is not None and text.strip():
+            query = table.search(query_type="hybrid").vector(vector.astype(np.float32)).text(text)
+            score_column = "_relevance_score"
+        elif text.strip():
+            query = table.search(text, query_type="fts")
+            score_column = "_score"
+        else:
+            query = table.search(vector.astype(np.float32))
+            score_column = "_distance"
+        if where:
+            query = query.where(where, prefilter=True)
+        result = query.limit(limit).select(ROW_SCHEMA.names).to_arrow()
+        return [_hit(row, row.get(score_column, 0.0)) for row in result.to_pylist()]
+
+    def count(self, collection: str) -> int:
+        return self._table(collection).count_rows()
+
+    def drop(self, collection: str) -> None:
+        if collection in self.db.list_tables().tables:
+            self.db.drop_table(collection)
+        self._tables.pop(collection, None)
+
+
+def _lance_time_filter(since_ns, until_ns) -> str:
+    parts = []
+    if since_ns is not None:
+        parts.append(f"timestamp >= arrow_cast({int(since_ns)}, 'Timestamp(Nanosecond, Some(\"UTC\"))')")
+    if until_ns is not None:
+        parts.append(f"timestamp < arrow_cast({int(until_ns)}, 'Timestamp(Nanosecond, Some(\"UTC\"))')")
+    return " AND ".join(parts)
+
+
+# ---------------------------------------------------------------- Weaviate
+
+
+class WeaviateStore:
+    """Cluster: one Weaviate collection per Space, bring-your-own vectors."""
+
+    def __init__(self, url: str, grpc_port: int = 50051):
+        import weaviate
+        from weaviate.exceptions import WeaviateBaseError
+
+        parsed = urlparse(url)
+        try:
+            self.client = weaviate.connect_to_custom(
+                http_host=parsed.hostname, http_port=parsed.port or 8080, http_secure=parsed.scheme == "https",
+                grpc_host=parsed.hostname, grpc_port=grpc_port, grpc_secure=parsed.scheme == "https",
+            )
+        except WeaviateBaseError as err:
+            raise StoreUnavailable(f"cannot reach Weaviate at {url}: {err}") from err
+
+    def close(self) -> None:
+        self.client.close()
+
+    def ensure(self, collection: str, dimension: int) -> None:
+        from weaviate.classes.config import Configure, DataType, Property, Tokenization
+
+        if self.client.collections.exists(collection):
+            return
+        text = dict(data_type=DataType.TEXT)
+        keyword = dict(data_type=DataType.TEXT, tokenization=Tokenization.FIELD, index_searchable=False)
+        self.client.collections.create(
+            collection,
+            description="monologue Space memory: one object per redacted log line",
+            properties=[
+                Property(name="text", **text),
+                Property(name="line_id", **keyword),
+                Property(name="template_id", **keyword),
+                Property(name="template", data_type=DataType.TEXT, index_searchable=False),
+                Property(name="level", **keyword),
+                Property(name="labels", data_type=DataType.TEXT, index_searchable=False),
+                Property(name="timestamp", data_type=DataType.DATE),
+                Property(name="space", **keyword),
+            ],
+            vector_config=Configure.Vectors.self_provided(),
+        )
+
+    def upsert(self, collection: str, rows: pa.Table, vectors: np.ndarray) -> None:
+        handle = self.client.collections.get(collection)
+        with handle.batch.fixed_size(batch_size=500, concurrent_requests=2) as batch:
+            for row, vector in zip(rows.to_pylist(), vectors):
+                properties = {k: row[k] for k in ROW_SCHEMA.names if row[k] is not None}
+                properties["timestamp"] = row["timestamp"].to_pydatetime() if hasattr(
+                    row["timestamp"], "to_pydatetime") else row["timestamp"]
+                batch.add_object(properties, uuid=object_uuid(row["line_id"]), vector=vector.tolist())
+        failed = handle.batch.failed_objects
+        if failed:
+            raise StoreUnavailable(f"{len(failed)} objects failed to import: {failed[0].message}")
+
+    def search(self, collection, text, vector, limit, since_ns=None, until_ns=None) -> list[Hit]:
+        import datetime as dt
+
+        from weaviate.classes.query import Filter, HybridFusion, MetadataQuery
+
+        handle = self.client.collections.get(collection)
+        filters = None
+        for bound, op in ((since_ns, "greater_or_equal"), (until_ns, "less_than")):
+            if bound is not None:
+                moment = dt.datetime.fromtimestamp(bound / 1e9, dt.timezone.utc)
+                condition = getattr(Filter.by_property("timestamp"), op)(moment)
+                filters = condition if filters is None else filters & condition
+        if text.strip():
+            found = handle.query.hybrid(
+                query=text, vector=None if vector is None else vector.tolist(), alpha=0.5 if vector is not None else 0.0,
+                limit=limit, filters=filters, fusion_type=HybridFusion.RELATIVE_SCORE,
+                query_properties=["text"], return_metadata=MetadataQuery(score=True),
+            )
+        else:
+            found = handle.query.near_vector(vector.tolist(), limit=limit, filters=filters,
+                                             return_metadata=MetadataQuery(distance=True))
+        hits = []
+        for obj in found.objects:
+            props = dict(obj.properties)
+            props["timestamp"] = props.get("timestamp")
+            score = obj.metadata.score if obj.metadata.score is not None else -(obj.metadata.distance or 0)
+            hits.append(_hit(props, score))
+        return hits
+
+    def count(self, collection: str) -> int:
+        return self.client.collections.get(collection).aggregate.over_all(total_count=True).total_count
+
+    def drop(self, collection: str) -> None:
+        self.client.collections.delete(collection)

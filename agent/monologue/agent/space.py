@@ -1,0 +1,126 @@
+"""A Space: a named slice of the logs, queried with DuckDB.
+
+A Space reads the Parquet objects under its storage URI (written by the
+shipper or by file ingest) and exposes two DuckDB views:
+
+  logs       one row per line (the shared schema) plus its template_id
+  templates  one row per template: text, lines, first_seen, last_seen
+
+A view Space is another Space plus a SQL filter: the same objects, no copy.
+DuckDB's httpfs extension cannot be fetched everywhere, so DuckDB scans
+pyarrow datasets, and pyarrow.fs reaches S3 or the local disk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.dataset as ds
+
+from . import logschema, storage
+
+INDEX_DIR = "_index"  # beside the data; pyarrow datasets skip "_" prefixes
+LINE_TEMPLATES = pa.schema([("line_id", pa.string()), ("template_id", pa.string())])
+TEMPLATE_TEXTS = pa.schema([("template_id", pa.string()), ("template", pa.string())])
+
+
+class SpaceNotFound(LookupError):
+    pass
+
+
+@dataclass
+class Space:
+    name: str
+    uri: str  # storage of the Parquet objects (a view: its source Space's)
+    where: str = ""  # SQL filter over `logs`, for a view Space
+    collection: str = ""  # vector store collection of this Space's memory
+    extra_patterns: list[str] = field(default_factory=list)
+
+    @property
+    def index_uri(self) -> str:
+        return storage.join(self.uri, INDEX_DIR)
+
+    def _dataset(self, relative: str, schema: pa.Schema) -> ds.Dataset:
+        fs, root = storage.filesystem(self.uri)
+        path = storage.join(root, relative) if relative else root
+        try:
+            info = fs.get_file_info(path)
+        except OSError:
+            info = None
+        if info is None or info.type == pa.fs.FileType.NotFound:
+            return ds.dataset(pa.table({f.name: pa.array([], f.type) for f in schema}, schema=schema))
+        return ds.dataset(path, filesystem=fs, format="parquet", schema=schema,
+                          partitioning="hive" if not relative else None,
+                          exclude_invalid_files=False)
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        """A DuckDB connection with the `logs` and `templates` views of this Space."""
+        con = duckdb.connect(config={"threads": str(os.cpu_count() or 1)})
+        raw = self._dataset("", logschema.arrow_schema())
+        con.register("raw_logs", raw)
+        con.register("line_templates", self._dataset(f"{INDEX_DIR}/lines", LINE_TEMPLATES))
+        con.register("template_texts", self._dataset(f"{INDEX_DIR}/templates", TEMPLATE_TEXTS))
+        where = f"WHERE {self.where}" if self.where else ""
+        con.execute(
+            f"""CREATE VIEW logs AS
+                SELECT r.*, i.template_id
+                FROM raw_logs r LEFT JOIN line_templates i USING (line_id) {where}"""
+        )
+        con.execute(
+            """CREATE VIEW templates AS
+               SELECT l.template_id, any_value(t.template) AS template, count(*) AS lines,
+                      min(l.timestamp) AS first_seen, max(l.timestamp) AS last_seen
+               FROM logs l LEFT JOIN template_texts t USING (template_id)
+               WHERE l.template_id IS NOT NULL
+               GROUP BY l.template_id"""
+        )
+        # The views are all a Space's SQL needs: no file or network access
+        # from a filter or a question's SQL.
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
+        return con
+
+
+class SpaceRegistry:
+    """Embedded Spaces under one directory: <home>/spaces/<name>/{data,memory,space.json}."""
+
+    def __init__(self, home: Path | None = None):
+        self.home = Path(home or os.environ.get("MONOLOGUE_HOME") or Path.home() / ".local/share/monologue")
+
+    def dir(self, name: str) -> Path:
+        if not name or "/" in name or name.startswith("."):
+            raise ValueError(f"invalid Space name {name!r}")
+        return self.home / "spaces" / name
+
+    def create(self, name: str, view_of: str = "", where: str = "") -> Space:
+        directory = self.dir(name)
+        directory.mkdir(parents=True, exist_ok=True)
+        if view_of:
+            self.get(view_of)  # must exist
+            (directory / "space.json").write_text(json.dumps({"view": {"space": view_of, "where": where}}))
+        return self.get(name)
+
+    def get(self, name: str) -> Space:
+        directory = self.dir(name)
+        if not directory.is_dir():
+            known = ", ".join(self.names()) or "none yet"
+            raise SpaceNotFound(f"no Space {name!r} (known: {known}); create one with `monologue ingest`")
+        config_file = directory / "space.json"
+        config = json.loads(config_file.read_text()) if config_file.exists() else {}
+        if view := config.get("view"):
+            source = self.get(view["space"])
+            where = f"({source.where}) AND ({view['where']})" if source.where else view["where"]
+            return Space(name, source.uri, where, collection=source.collection)
+        return Space(name, str(directory / "data"), collection=name)
+
+    def memory_dir(self, space: Space) -> Path:
+        return self.dir(space.collection or space.name) / "memory"
+
+    def names(self) -> list[str]:
+        root = self.home / "spaces"
+        return sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []

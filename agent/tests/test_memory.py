@@ -1,0 +1,97 @@
+"""Both vector stores pass the same tests: LanceDB (embedded) and the real Weaviate."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from monologue.agent.memory import ROW_SCHEMA, LanceStore, WeaviateStore, collection_name
+
+BASE_NS = 1_700_000_000_000_000_000
+LINES = [
+    ("disk full on node-3: no space left on device", "T1", [1.0, 0.0, 0.0, 0.0]),
+    ("user alice logged in", "T2", [0.0, 1.0, 0.0, 0.0]),
+    ("payment declined: card expired", "T3", [0.0, 0.0, 1.0, 0.0]),
+    ("worker 7 finished job 42 in 19 ms", "T4", [0.0, 0.0, 0.0, 1.0]),
+]
+
+
+def rows(lines, offset=0):
+    n = len(lines)
+    table = pa.table(
+        {
+            "line_id": [f"id{i + offset}" for i in range(n)],
+            "text": [text for text, _, _ in lines],
+            "template_id": [t for _, t, _ in lines],
+            "template": [text for text, _, _ in lines],
+            "level": ["error", "info", "warn", "info"][:n],
+            "labels": [json.dumps({"app": "shop", "pod": f"pod-{i}"}) for i in range(n)],
+            "timestamp": pa.array([BASE_NS + (i + offset) * 10**9 for i in range(n)], pa.int64()).cast(
+                pa.timestamp("ns", tz="UTC")),
+            "space": ["demo"] * n,
+        },
+        schema=ROW_SCHEMA,
+    )
+    return table, np.array([v for _, _, v in lines], dtype=np.float32)
+
+
+@pytest.fixture(params=["lancedb", "weaviate"])
+def store(request, tmp_path):
+    if request.param == "lancedb":
+        yield LanceStore(str(tmp_path / "memory"))
+    else:
+        handle = request.getfixturevalue("weaviate")
+        store = WeaviateStore(f"http://{handle.host}:{handle.http_port}", handle.grpc_port)
+        yield store
+        store.close()
+
+
+@pytest.fixture
+def filled(store, request):
+    name = collection_name("test", request.node.name)
+    store.drop(name)
+    store.ensure(name, 4)
+    store.upsert(name, *rows(LINES))
+    yield store, name
+    store.drop(name)
+
+
+def test_hybrid_search_finds_by_words_and_by_meaning(filled):
+    store, name = filled
+    by_words = store.search(name, "disk space", np.full(4, 0.5, np.float32), limit=2)
+    assert by_words[0].text.startswith("disk full")
+    by_meaning = store.search(name, "xyzzy", np.array([0, 0, 1, 0], np.float32), limit=1)
+    assert by_meaning[0].line_id == "id2"
+    hit = by_words[0]
+    assert hit.labels == {"app": "shop", "pod": "pod-0"} and hit.level == "error"
+    assert hit.timestamp_ns == BASE_NS and hit.template_id == "T1" and hit.space == "demo"
+
+
+def test_upserting_the_same_lines_again_never_duplicates(filled):
+    store, name = filled
+    table, vectors = rows(LINES)
+    store.upsert(name, table, vectors)
+    assert store.count(name) == len(LINES)
+    changed = table.set_column(1, "text", pa.array(["disk full on node-3 (retried)"] + table["text"].to_pylist()[1:]))
+    store.upsert(name, changed, vectors)
+    assert store.count(name) == len(LINES)
+    assert store.search(name, "retried", None, limit=1)[0].line_id == "id0"
+
+
+def test_time_range_limits_the_search(filled):
+    store, name = filled
+    hits = store.search(name, "disk user payment worker", np.ones(4, np.float32), limit=10,
+                        since_ns=BASE_NS + 2 * 10**9)
+    assert {h.line_id for h in hits} == {"id2", "id3"}
+
+
+def test_drop_removes_the_collection(store, tmp_path):
+    name = collection_name("test", "drop-me")
+    store.ensure(name, 4)
+    store.upsert(name, *rows(LINES[:1]))
+    store.drop(name)
+    store.ensure(name, 4)
+    assert store.count(name) == 0
+    store.drop(name)
