@@ -1,0 +1,74 @@
+"""Embeddings for memory: a model server over gRPC, or llama.cpp in process."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import grpc
+import numpy as np
+from monologue.api.v1 import model_pb2, model_pb2_grpc
+
+
+class EmbedderUnavailable(ConnectionError):
+    """The embedding model cannot be reached now; the caller retries later."""
+
+
+class Embedder(Protocol):
+    dimension: int
+
+    def embed(self, texts: list[str]) -> np.ndarray: ...
+
+
+class GrpcEmbedder:
+    """A ModelServer in the embedding role."""
+
+    def __init__(self, endpoint: str, timeout: float = 60.0, batch: int = 128):
+        self.endpoint, self.timeout, self.batch = endpoint, timeout, batch
+        self.channel = grpc.insecure_channel(endpoint)
+        self.stub = model_pb2_grpc.ModelServiceStub(self.channel)
+        self._dimension: int | None = None
+
+    @property
+    def dimension(self) -> int:
+        if self._dimension is None:
+            info = self._call(self.stub.Info, model_pb2.InfoRequest())
+            if info.role != "embedding":
+                raise ValueError(f"model server {self.endpoint} serves {info.role}, not embeddings")
+            self._dimension = info.embedding_dimension
+        return self._dimension
+
+    def _call(self, method, request):
+        try:
+            return method(request, timeout=self.timeout)
+        except grpc.RpcError as err:
+            if err.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
+                              grpc.StatusCode.RESOURCE_EXHAUSTED):
+                raise EmbedderUnavailable(f"embedder {self.endpoint}: {err.code().name}: {err.details()}") from err
+            raise
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        out = []
+        for i in range(0, len(texts), self.batch):
+            response = self._call(self.stub.Embed, model_pb2.EmbedRequest(texts=texts[i : i + self.batch]))
+            out.extend(np.asarray(e.values, np.float32) for e in response.embeddings)
+        return np.vstack(out) if out else np.zeros((0, self.dimension), np.float32)
+
+    def close(self) -> None:
+        self.channel.close()
+
+
+class LocalEmbedder:
+    """llama.cpp in this process (embedded mode)."""
+
+    def __init__(self, model: str = "all-minilm-l6-v2", context_size: int = 512):
+        from monologue.model_server.engine import EMBEDDING, Engine
+        from monologue.model_server.sources import resolve
+
+        path, sha256 = resolve(model)
+        self.engine = Engine(path, EMBEDDING, sha256=sha256, context_size=context_size)
+        self.dimension = self.engine.info.embedding_dimension
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimension), np.float32)
+        return np.vstack([r.vector for r in self.engine.embed(texts)])

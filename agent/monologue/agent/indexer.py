@@ -1,0 +1,188 @@
+"""The indexer: a Space's new Parquet objects become memory.
+
+For each object not indexed yet: redact every line, mine its template, embed
+each NEW template once (the model server never sees unredacted text), and
+write one memory object per line (id from line_id) to the vector store. Then
+record, beside the data under _index/: which template each line has (the
+`logs`/`templates` views join it), the miner's state, the template vectors,
+and which objects are done. That record is written last, so a crash anywhere
+re-does one object, and re-doing it changes nothing (ids are stable).
+
+A Parquet object that cannot be read is moved to _quarantine/ and reported;
+an embedder or store outage pauses indexing, which resumes by itself.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from . import storage
+from .embedder import Embedder, EmbedderUnavailable
+from .memory import ROW_SCHEMA, StoreUnavailable, VectorStore
+from .redact import Redactor
+from .space import INDEX_DIR, LINE_TEMPLATES, TEMPLATE_TEXTS, Space
+from .templates import TemplateMiner
+
+log = logging.getLogger("monologue.indexer")
+QUARANTINE_DIR = "_quarantine"
+
+
+@dataclass
+class IndexReport:
+    objects: int = 0
+    lines: int = 0
+    new_templates: int = 0
+    quarantined: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class Indexer:
+    def __init__(self, space: Space, store: VectorStore, embedder: Embedder,
+                 per_line_vectors: bool = False):
+        self.space, self.store, self.embedder = space, store, embedder
+        self.per_line_vectors = per_line_vectors
+        self.redactor = Redactor(tuple(space.extra_patterns))
+        self.fs, self.root = storage.filesystem(space.uri)
+        self.index_root = storage.join(self.root, INDEX_DIR)
+        self._workdir = tempfile.TemporaryDirectory(prefix="monologue-indexer-")
+        self._miner_file = Path(self._workdir.name) / "miner.json"
+        self._restore()
+
+    # ------------------------------------------------------------ state beside the data
+
+    def _path(self, name: str) -> str:
+        return storage.join(self.index_root, name)
+
+    def _restore(self) -> None:
+        state = storage.read_or_none(self.fs, self._path("state.json"))
+        self.done: dict[str, int] = json.loads(state)["objects"] if state else {}
+        miner = storage.read_or_none(self.fs, self._path("miner.json"))
+        if miner:
+            self._miner_file.write_bytes(miner)
+        self.miner = TemplateMiner(self._miner_file)
+        vectors = storage.read_or_none(self.fs, self._path("template_vectors.parquet"))
+        self.template_vectors: dict[str, np.ndarray] = {}
+        if vectors:
+            table = pq.read_table(pa.BufferReader(vectors))
+            for tid, vec in zip(table["template_id"].to_pylist(), table["vector"].to_numpy(zero_copy_only=False)):
+                self.template_vectors[tid] = np.asarray(vec, np.float32)
+
+    def _save(self, object_path: str, size: int) -> None:
+        self.miner.save()
+        storage.write_atomic(self.fs, self._path("miner.json"), self._miner_file.read_bytes())
+        ids = list(self.template_vectors)
+        storage.write_atomic(self.fs, self._path("template_vectors.parquet"), _parquet_bytes(pa.table({
+            "template_id": ids,
+            "vector": [self.template_vectors[i].tolist() for i in ids],
+        })))
+        storage.write_atomic(self.fs, self._path("templates/templates.parquet"), _parquet_bytes(pa.table({
+            "template_id": ids,
+            "template": [self.miner.template(i) for i in ids],
+        }, schema=TEMPLATE_TEXTS)))
+        self.done[object_path] = size
+        storage.write_atomic(self.fs, self._path("state.json"), json.dumps({"objects": self.done}).encode())
+
+    # ------------------------------------------------------------ work
+
+    def pending(self) -> list[pafs.FileInfo]:
+        selector = pafs.FileSelector(self.root, recursive=True, allow_not_found=True)
+        skip = (f"{self.root}/{INDEX_DIR}/", f"{self.root}/{QUARANTINE_DIR}/")
+        return sorted(
+            (info for info in self.fs.get_file_info(selector)
+             if info.type == pafs.FileType.File and info.path.endswith(".parquet")
+             and not info.path.startswith(skip) and self.done.get(self._key(info.path)) != info.size),
+            key=lambda info: info.path,
+        )
+
+    def _key(self, path: str) -> str:
+        return path[len(self.root) + 1:]
+
+    def run_once(self) -> IndexReport:
+        report, started = IndexReport(), time.monotonic()
+        for info in self.pending():
+            try:
+                table = pq.read_table(info.path, filesystem=self.fs,
+                                      columns=["timestamp", "labels", "line", "line_id", "level"])
+            except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as err:
+                if isinstance(err, (FileNotFoundError,)):
+                    continue
+                self._quarantine(info.path, err)
+                report.quarantined.append(self._key(info.path))
+                continue
+            report.new_templates += self._index_table(info.path, table)
+            self._save(self._key(info.path), info.size)
+            report.objects += 1
+            report.lines += table.num_rows
+        report.seconds = time.monotonic() - started
+        return report
+
+    def _index_table(self, object_path: str, table: pa.Table) -> int:
+        lines = self.redactor.redact_many(table["line"].to_pylist())
+        labels = [json.dumps(dict(pairs), sort_keys=True) for pairs in table["labels"].to_pylist()]
+        matches = [self.miner.add(line, stream) for line, stream in zip(lines, labels)]
+        template_ids = [m.template_id for m in matches]
+        new = [tid for tid in dict.fromkeys(template_ids) if tid not in self.template_vectors]
+        if new:
+            vectors = self.embedder.embed([self.miner.template(tid) for tid in new])
+            self.template_vectors.update(zip(new, vectors))
+        if self.per_line_vectors:
+            vectors = self.embedder.embed(lines)
+        else:
+            vectors = np.vstack([self.template_vectors[tid] for tid in template_ids]) if lines else np.zeros((0, 1))
+        rows = pa.table({
+            "line_id": table["line_id"],
+            "text": pa.array(lines, pa.string()),
+            "template_id": pa.array(template_ids, pa.string()),
+            "template": pa.array([self.miner.template(t) for t in template_ids], pa.string()),
+            "level": table["level"],
+            "labels": pa.array(labels, pa.string()),
+            "timestamp": table["timestamp"],
+            "space": pa.array([self.space.name] * len(lines), pa.string()),
+        }, schema=ROW_SCHEMA)
+        if rows.num_rows:
+            self.store.ensure(self.space.collection or self.space.name, vectors.shape[1])
+            self.store.upsert(self.space.collection or self.space.name, rows, vectors)
+        name = self._key(object_path).replace("/", "__")
+        storage.write_atomic(self.fs, self._path(f"lines/{name}"), _parquet_bytes(pa.table({
+            "line_id": table["line_id"], "template_id": pa.array(template_ids, pa.string())},
+            schema=LINE_TEMPLATES)))
+        return len(new)
+
+    def _quarantine(self, path: str, err: Exception) -> None:
+        target = storage.join(self.root, QUARANTINE_DIR, self._key(path))
+        self.fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
+        self.fs.move(path, target)
+        log.error("quarantined an unreadable object", extra={"object": self._key(path), "error": str(err),
+                                                             "moved_to": self._key(target)})
+
+    def run(self, stop: threading.Event, poll_seconds: float = 2.0, max_backoff: float = 60.0) -> None:
+        """Index until stop is set; outages back off and resume by themselves."""
+        backoff = poll_seconds
+        while not stop.is_set():
+            try:
+                report = self.run_once()
+                backoff = poll_seconds
+                if report.objects or report.quarantined:
+                    log.info("indexed", extra=vars(report))
+            except (EmbedderUnavailable, StoreUnavailable, ConnectionError) as err:
+                log.warning("indexing paused", extra={"error": str(err), "retry_seconds": backoff})
+                backoff = min(backoff * 2, max_backoff)
+            stop.wait(backoff)
+
+
+def _parquet_bytes(table: pa.Table) -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue()
