@@ -51,8 +51,10 @@ _BRACKET = r"\[(?:[^\[\]]|\[[^\[\]]*\])*\]"
 _UNIT = re.compile(r"\s*(" + _BRACKET + r"|\S+)")
 _HOST = re.compile(r"[A-Za-z_#][\w.\-:/@#]*")
 # Anything ending in a colon without another colon or `=` before it: `sshd[42]:`,
-# `org.apache.Foo:`, `([31211]):`. Only ever looked at in header positions.
-_COMPONENT = re.compile(r"[^\s:=]+:")
+# `org.apache.Foo:`, `([31211]):`; or a source location closing a klog header
+# (`controller.go:123]`). Only ever looked at in header positions.
+_COMPONENT_RE = r"(?:[^\s:={\"'][^\s:=]*:|[\w.\-/]+:\d+\])"
+_COMPONENT = re.compile(_COMPONENT_RE)
 # Per-class regexes for compiled stream patterns. Most are looser than `classify`: the
 # position already tells the class, so they only need to reject units of another kind.
 _PATTERN_PARTS = {
@@ -62,7 +64,7 @@ _PATTERN_PARTS = {
     HOST: r"[A-Za-z_]\S*",
     BRACKET: _BRACKET,
     SEPARATOR: r"-",
-    COMPONENT: r"[^\s:=]+:",
+    COMPONENT: _COMPONENT_RE,
     WORD: r"[^\s\[]\S*",
 }
 # Pipe-delimited records (`time|component|pid|message`): see `_pipe_header`.
@@ -87,7 +89,7 @@ def classify(unit: str) -> str:
         return LEVEL
     if lower in _MONTHS:
         return MONTH
-    if unit[-1] == ":" and _COMPONENT.fullmatch(unit):
+    if unit[-1] in ":]" and _COMPONENT.fullmatch(unit):
         return COMPONENT
     if _HOST.fullmatch(unit) and any(c.isdigit() or c in ".-/@#" for c in unit):
         return HOST
@@ -124,8 +126,10 @@ def _scan(line: str) -> tuple[str, int]:
             taken = i + 1
             break
         if cls in (NUMBER, MONTH, HOST):
-            if SEPARATOR in classes[1:i]:
-                break  # after `prog - `, values belong to the message
+            if SEPARATOR in classes[1:i] and classes[i + 1 : i + 2] != [SEPARATOR]:
+                # After `prog - `, values belong to the message, unless they are a field
+                # between dashes: `ts - app.db - INFO - msg`.
+                break
             taken = i + 1
         elif cls in (LEVEL, BRACKET) or (cls == SEPARATOR and i > 0):
             delimited = True
@@ -136,8 +140,12 @@ def _scan(line: str) -> tuple[str, int]:
             nxt = classes[i + 1 : i + 3]
             if not delimited and nxt[:1] == [COMPONENT]:
                 taken = i + 1  # host before `program[pid]:`
-            elif nxt[:1] == [SEPARATOR] and SEPARATOR not in classes[1:i]:
-                taken = i + 1  # the last field before the ` - ` that ends the header
+            elif nxt[:1] == [SEPARATOR] and (
+                SEPARATOR not in classes[1:i] or nxt[1:2] == [LEVEL]
+            ):
+                # The field before the ` - ` that ends the header, or between dashes
+                # before the level: `ts - app - INFO - msg`.
+                taken = i + 1
             elif i == taken and classes[i - 1 : i] == [LEVEL] and units[i][2]:
                 taken = i + 1  # a padded column right after the level: `Info  CBS   msg`
             elif LEVEL not in classes[:i] and LEVEL in nxt and all(
@@ -218,6 +226,8 @@ class HeaderModel:
 
     def message(self, line: str) -> str:
         """The line without its header."""
+        if line[:1] == "{":
+            return line.strip()  # a JSON document: its fields say what is what
         for _, pattern in self._patterns:
             m = pattern.match(line)
             if m is not None:
