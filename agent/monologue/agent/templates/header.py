@@ -118,9 +118,8 @@ def _scan(line: str) -> tuple[str, int]:
     # A delimiter (level, component, bracket, mid-line dash) means the header has a clear
     # structure; after one, plain words no longer extend it.
     delimited = False
-    i = 0
     n = len(units)
-    while i < n and i < MAX_HEADER_UNITS:
+    for i in range(min(n, MAX_HEADER_UNITS)):
         cls = classes[i]
         if cls == COMPONENT:
             taken = i + 1
@@ -146,7 +145,7 @@ def _scan(line: str) -> tuple[str, int]:
                 # The field before the ` - ` that ends the header, or between dashes
                 # before the level: `ts - app - INFO - msg`.
                 taken = i + 1
-            elif i == taken and classes[i - 1 : i] == [LEVEL] and units[i][2]:
+            elif classes[i - 1 : i] == [LEVEL] and units[i][2]:
                 taken = i + 1  # a padded column right after the level: `Info  CBS   msg`
             elif LEVEL not in classes[:i] and LEVEL in nxt and all(
                 c in (WORD, LEVEL) for c in nxt[: nxt.index(LEVEL)]
@@ -156,7 +155,6 @@ def _scan(line: str) -> tuple[str, int]:
                 taken = i + 1
             else:
                 break
-        i += 1
     if taken >= n:
         # Everything looked like a header: keep the last unit as the message rather than
         # mining an empty one.

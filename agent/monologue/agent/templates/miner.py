@@ -163,7 +163,7 @@ class TemplateMiner:
             raise ValueError(f"{path}: unsupported template state version {state.get('version')}")
         self._drain.threshold = state["threshold"]
         for item in state["templates"]:
-            cluster = Cluster(item["id"], item["template"].split(" "), item["size"])
+            cluster = Cluster(item["id"], item["template"].split(), item["size"])
             self._clusters[cluster.id] = cluster
             self._matches[cluster.id] = Match(cluster.id, cluster.template)
             self._drain.insert(cluster)
