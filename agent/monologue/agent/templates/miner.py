@@ -1,15 +1,21 @@
 """TemplateMiner: every log line gets a template id and a template text.
 
-Pipeline per line: strip the header (learned per stream, `header`), mask variables
-(`masking`), then find the template (`drain`). A dictionary from masked message to template
-short-cuts the search: after masking, most lines repeat a message seen before.
+    miner = TemplateMiner(space_dir / "templates.json")
+    match = miner.add(line, stream="ns/pod/container")   # Match(template_id, template)
+    matches = miner.add_many(lines, stream=...)
+    miner.save()
+
+Pipeline per line: strip the header (`header`; formats are learned per stream, so give each
+source its own stream name), mask variables (`masking`), then find the template (`drain`).
+A dictionary from masked message to template short-cuts the search: after masking, most
+lines repeat a message seen before.
 
 Template ids
 ------------
 An id names a template for its whole life and never changes: it is derived once, when the
 template is created, from the masked text of its first line (`T` + 12 hex digits of a
-BLAKE2b hash), and stays the same when the template later generalises (`took <*> ms in
-shard a` -> `took <*> ms in shard <*>`). So lines already indexed under an id stay correct;
+BLAKE2b hash), and stays the same when the template later generalises (`user alice logged
+in from the console` -> `user <*> logged in from the console`). So lines already indexed under an id stay correct;
 what an id stands for today is `template(id)`. Templates are never merged, so no id ever
 needs a mapping to another. Two miners fed the same lines in the same order produce the
 same ids, also in different processes.
@@ -18,7 +24,8 @@ Persistence
 -----------
 `save()` writes the state as JSON beside the data (the path the caller gives), atomically:
 a temporary file in the same directory, fsync, rename. The state holds the templates, the
-header patterns of each stream and the masked-message shortcut, so a restarted miner given
+similarity threshold they were mined with, the header patterns of each stream and the
+masked-message shortcut, so a restarted miner given
 the same lines assigns the same ids, and new lines keep mining into the same templates.
 The shortcut is bounded (`max_shortcuts`); past that bound, lines whose masked message was
 never seen are matched by similarity, which almost always but not provably finds the
