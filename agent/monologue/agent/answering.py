@@ -1,0 +1,151 @@
+"""An Agent: recall from its Spaces, prompt, generate, cite.
+
+One code path for both modes: the Spaces' memory may be LanceDB or Weaviate,
+the models in process or behind a model server; the Agent only sees the
+VectorStore, Embedder and Generator interfaces.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Iterator
+
+from . import prompt as prompts
+from .embedder import Embedder
+from .generator import Generator
+from .memory import Hit
+from .recall import SpaceMemory, TemplateStat, recall
+
+log = logging.getLogger("monologue.agent")
+
+
+class SpaceNotAllowed(PermissionError):
+    pass
+
+
+@dataclass
+class Citation:
+    number: int
+    hit: Hit
+    cited: bool
+
+
+@dataclass
+class Answer:
+    question: str
+    text: str
+    citations: list[Citation]
+    stats: list[TemplateStat]
+    recall_ms: float = 0.0
+    prompt_tokens: int = 0
+    generation_ms: float = 0.0
+    completion_tokens: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+class AnswerLog:
+    """Every answer as one JSON line, so agents' outputs can flow back through Loki."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stdout
+        self._lock = threading.Lock()
+
+    def write(self, agent: str, answer: Answer, latency_ms: float) -> None:
+        entry = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "level": "info", "logger": "monologue.answers", "msg": "answer", "agent": agent,
+            "question": answer.question,
+            "cited_line_ids": [c.hit.line_id for c in answer.citations if c.cited],
+            "recalled_line_ids": [c.hit.line_id for c in answer.citations],
+            "latency_ms": round(latency_ms, 1),
+        }
+        with self._lock:
+            self.stream.write(json.dumps(entry) + "\n")
+            self.stream.flush()
+
+
+class Agent:
+    def __init__(self, name: str, memories: list[SpaceMemory], embedder: Embedder,
+                 generator: Generator | None, *, system_prompt: str = prompts.DEFAULT_SYSTEM_PROMPT,
+                 top_k: int = 8, answer_tokens: int = 320, history_turns: int = 3,
+                 max_sessions: int = 1000, answer_log: AnswerLog | None = None):
+        self.name = name
+        self.memories = {m.space.name: m for m in memories}
+        self.embedder, self.generator = embedder, generator
+        self.system_prompt, self.top_k = system_prompt, top_k
+        self.answer_tokens, self.history_turns = answer_tokens, history_turns
+        self.max_sessions = max_sessions
+        self.answer_log = answer_log
+        self._sessions: OrderedDict[str, deque] = OrderedDict()
+        self._sessions_lock = threading.Lock()
+
+    def select(self, requested: list[str]) -> list[SpaceMemory]:
+        if not requested:
+            return list(self.memories.values())
+        unknown = [s for s in requested if s not in self.memories]
+        if unknown:
+            raise SpaceNotAllowed(
+                f"agent {self.name} is not configured for Space(s) {', '.join(unknown)}; "
+                f"its Spaces: {', '.join(self.memories)}")
+        return [self.memories[s] for s in requested]
+
+    def _history(self, session_id: str) -> deque:
+        with self._sessions_lock:
+            turns = self._sessions.pop(session_id, None) or deque(maxlen=self.history_turns * 2)
+            self._sessions[session_id] = turns
+            while len(self._sessions) > self.max_sessions:
+                self._sessions.popitem(last=False)
+            return turns
+
+    def stream(self, question: str, spaces: list[str] | None = None, since_ns: int | None = None,
+               until_ns: int | None = None, top_k: int = 0, retrieval_only: bool = False,
+               session_id: str = "") -> Iterator[str | Answer]:
+        """Yields the answer's text as it is generated, then the whole Answer."""
+        if not question.strip():
+            raise ValueError("question must not be empty")
+        started = time.perf_counter()
+        memories = self.select(spaces or [])
+        vector = self.embedder.embed([question])[0]
+        recalled = recall(memories, question, vector, top_k or self.top_k, since_ns, until_ns)
+        recall_ms = (time.perf_counter() - started) * 1000
+        answer = Answer(question, "", [Citation(i, h, False) for i, h in enumerate(recalled.hits, 1)],
+                        recalled.stats, recall_ms)
+        if not retrieval_only:
+            if self.generator is None:
+                raise ValueError(f"agent {self.name} has no generation model; ask with retrieval_only")
+            history = self._history(session_id) if session_id else deque()
+            built = prompts.build(
+                question, recalled.hits, recalled.stats, system_prompt=self.system_prompt,
+                history=list(history), context_size=self.generator.context_size,
+                answer_tokens=self.answer_tokens, count_tokens=self.generator.count_tokens)
+            answer.prompt_tokens = built.tokens
+            answer.citations = answer.citations[: len(built.hits)]
+            generation_started = time.perf_counter()
+            parts = []
+            for text in self.generator.generate(built.messages, self.answer_tokens):
+                parts.append(text)
+                yield text
+            answer.generation_ms = (time.perf_counter() - generation_started) * 1000
+            answer.text = "".join(parts).strip()
+            answer.completion_tokens = self.generator.count_tokens(answer.text) if answer.text else 0
+            cited = prompts.cited_numbers(answer.text)
+            for citation in answer.citations:
+                citation.cited = citation.number in cited
+            if session_id:
+                history.extend([{"role": "user", "content": question},
+                                {"role": "assistant", "content": answer.text}])
+        if self.answer_log:
+            self.answer_log.write(self.name, answer, (time.perf_counter() - started) * 1000)
+        yield answer
+
+    def ask(self, question: str, **options) -> Answer:
+        for item in self.stream(question, **options):
+            if isinstance(item, Answer):
+                return item
+        raise RuntimeError("the answer stream ended without an answer")

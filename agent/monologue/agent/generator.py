@@ -1,0 +1,84 @@
+"""Text generation for answers: a model server over gRPC, or llama.cpp in process."""
+
+from __future__ import annotations
+
+from typing import Iterator, Protocol
+
+import grpc
+from monologue.api.v1 import model_pb2, model_pb2_grpc
+
+
+class GeneratorUnavailable(ConnectionError):
+    """The generation model cannot be reached now."""
+
+
+class Generator(Protocol):
+    context_size: int
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def generate(self, messages: list[dict[str, str]], max_tokens: int) -> Iterator[str]: ...
+
+
+class GrpcGenerator:
+    def __init__(self, endpoint: str, timeout: float = 300.0):
+        self.endpoint, self.timeout = endpoint, timeout
+        self.channel = grpc.insecure_channel(endpoint)
+        self.stub = model_pb2_grpc.ModelServiceStub(self.channel)
+        self._context_size: int | None = None
+
+    def _unavailable(self, err: grpc.RpcError) -> Exception:
+        if err.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
+                          grpc.StatusCode.RESOURCE_EXHAUSTED):
+            return GeneratorUnavailable(
+                f"model server {self.endpoint} is unavailable ({err.code().name}: {err.details()})")
+        return err
+
+    @property
+    def context_size(self) -> int:
+        if self._context_size is None:
+            try:
+                info = self.stub.Info(model_pb2.InfoRequest(), timeout=10)
+            except grpc.RpcError as err:
+                raise self._unavailable(err) from err
+            self._context_size = info.context_size
+        return self._context_size
+
+    def count_tokens(self, text: str) -> int:
+        try:
+            return self.stub.CountTokens(model_pb2.CountTokensRequest(texts=[text]), timeout=10).counts[0]
+        except grpc.RpcError as err:
+            raise self._unavailable(err) from err
+
+    def generate(self, messages, max_tokens) -> Iterator[str]:
+        request = model_pb2.GenerateRequest(
+            messages=[model_pb2.ChatMessage(role=m["role"], content=m["content"]) for m in messages],
+            max_tokens=max_tokens, temperature=0.1, seed=1,
+        )
+        try:
+            for response in self.stub.Generate(request, timeout=self.timeout):
+                if response.text:
+                    yield response.text
+        except grpc.RpcError as err:
+            raise self._unavailable(err) from err
+
+
+class LocalGenerator:
+    def __init__(self, model: str = "qwen2.5-coder-0.5b-instruct", context_size: int = 4096):
+        from monologue.model_server.engine import GENERATION, Engine
+        from monologue.model_server.sources import resolve
+
+        path, sha256 = resolve(model)
+        self.engine = Engine(path, GENERATION, sha256=sha256, context_size=context_size)
+        self.context_size = self.engine.window
+
+    def count_tokens(self, text: str) -> int:
+        return self.engine.count_tokens([text])[0]
+
+    def generate(self, messages, max_tokens) -> Iterator[str]:
+        from monologue.model_server.engine import GenerateParams
+
+        params = GenerateParams(messages=messages, max_tokens=max_tokens, temperature=0.1, seed=1)
+        for chunk in self.engine.generate(params, lambda: False):
+            if chunk.text:
+                yield chunk.text
