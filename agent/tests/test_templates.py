@@ -78,6 +78,7 @@ def test_learned_header_patterns_survive_a_round_trip():
          "PacketResponder <*> for block blk_<*> terminating"),
         ("connect to 10.251.73.220:50010 failed", "connect to <*> failed"),
         ("instance 3f2a9c1e-7b4d-4e8f-9a0b-1c2d3e4f5a6b deleted", "instance <*> deleted"),
+        ("event plugged:e3871ffd-5cd5-4287-bddd-3529f7b59515", "event plugged:<*>"),
         ("flags=0x1f mask=ffff00a0 vis=c0000700", "flags=<*> mask=<*> vis=<*>"),
         ("took 250 ms, then <1 sec", "took <*>, then <*>"),
         ("sent 18.4 KB", "sent <*>"),

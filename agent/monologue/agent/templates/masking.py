@@ -64,10 +64,13 @@ _VARIABLE = re.compile(
 # finds two dots: it starts with a letter, so it cannot use the fast start above.
 _DOTTED = re.compile(r"(?<![\w.\-])[A-Za-z_][\w\-]*(?:\.[\w\-]+){2,}")
 _TWO_DOTS = re.compile(r"\.[A-Za-z_][\w\-]*\.")
-# A hex identifier that starts with a letter (`c0000700`, `e9746973ac57`), masked before
+# A hex identifier that starts with a letter (`c0000700`, `e3871ffd-5cd5-...`), masked before
 # the digits inside it are. Kept out of `_VARIABLE`: a-f in its leading class would stop
 # the fast skip at most letters of every message.
-_HEX_WORD = re.compile(r"[a-f](?<![\w.\-][a-f])(?=[0-9a-f]{7})[0-9a-f]*\d[0-9a-f]*(?![\w.])")
+# Dash-joined hex groups are one value: a uuid is `<*>` whatever its first character.
+_HEX_WORD = re.compile(
+    r"[a-f](?<![\w.\-][a-f])(?=[0-9a-f]{7})[0-9a-f]*\d[0-9a-f]*(?:-[0-9a-f]+)*(?![\w.])"
+)
 # Two neighbouring tokens with masks: the only case the two collapses below can change.
 _MASKED_PAIR = re.compile(r"<\*>\S*\s+\S*<\*>")
 # A run of one masked token repeated: `blk_<*> blk_<*> blk_<*>`.
