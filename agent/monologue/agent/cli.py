@@ -1,37 +1,402 @@
-"""The `monologue` command line."""
+"""The `monologue` command line.
+
+Embedded mode keeps Spaces under $MONOLOGUE_HOME (default
+~/.local/share/monologue): `monologue ingest -f app.log --space demo`, then
+`monologue ask --space demo "why did checkouts fail?"`. With --agent
+host:port, `ask` talks to a running Agent instead.
+"""
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import json
+import logging
+import signal
 import sys
+import threading
+import time
 from importlib.metadata import version
+from pathlib import Path
+
+from monologue.common import jsonlog
+
+from . import eval_templates, wiring
+from .space import SpaceNotFound, SpaceRegistry
+
+log = logging.getLogger("monologue.cli")
 
 
-def _demo(_args: argparse.Namespace) -> int:
-    print(
-        "monologue demo: the setup is complete (environment, llama.cpp, models).\n"
-        "The demo itself (generate sample logs -> ingest into an embedded Space -> ask\n"
-        "three questions) needs the Space ingest and the Agent, which are not built yet.",
-        file=sys.stderr,
-    )
+def _err(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
     return 2
+
+
+def _time_ns(text: str | None) -> int | None:
+    if not text:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time (e.g. 2026-11-02T09:00:00Z)")
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.timezone.utc)
+    return int(moment.timestamp() * 1e9)
+
+
+# ---------------------------------------------------------------- generate / ingest / index
+
+
+def cmd_generate(args) -> int:
+    from .generate import generate
+
+    for line in generate(args.kind, args.lines, args.seed):
+        sys.stdout.write(line + "\n")
+    return 0
+
+
+def _index(registry: SpaceRegistry, name: str) -> None:
+    from .indexer import Indexer
+
+    memory = wiring.embedded_memory(registry, name)
+    print(f"indexing Space {name!r} (redact, mine templates, embed new templates)...", file=sys.stderr)
+    report = Indexer(memory.space, memory.store, wiring.local_embedder()).run_once()
+    rate = report.lines / report.seconds if report.seconds else 0
+    print(f"indexed {report.lines} lines from {report.objects} objects, {report.new_templates} new templates "
+          f"in {report.seconds:.1f} s ({rate:,.0f} lines/s)", file=sys.stderr)
+    for key in report.quarantined:
+        print(f"warning: quarantined unreadable object {key}", file=sys.stderr)
+
+
+def cmd_ingest(args) -> int:
+    from .ingest import ingest
+
+    registry = SpaceRegistry(args.home)
+    labels = dict(pair.split("=", 1) for pair in args.label)
+    space = registry.create(args.space)
+    try:
+        report = ingest(args.file, space.uri, labels, show_progress=not args.quiet)
+    except FileNotFoundError as err:
+        return _err(str(err))
+    print(f"ingested {report.lines} lines ({report.bytes / 1e6:.1f} MB) into Space {args.space!r} "
+          f"as {len(report.objects)} Parquet objects", file=sys.stderr)
+    if not args.no_index:
+        _index(registry, args.space)
+    return 0
+
+
+def cmd_index(args) -> int:
+    _index(SpaceRegistry(args.home), args.space)
+    return 0
+
+
+def cmd_indexer(args) -> int:
+    """The cluster indexer: follows a Space's storage until SIGTERM."""
+    from .indexer import Indexer
+
+    config = wiring.load_config(args.config)
+    space = wiring.space_from_config(config)
+    indexer = Indexer(space, wiring.store_from_config(config),
+                      wiring.embedder_from_config(config.get("embedder")),
+                      per_line_vectors=bool((config.get("index") or {}).get("perLineVectors")))
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    log.info("indexer started", extra={"space": space.name, "storage": space.uri})
+    indexer.run(stop, poll_seconds=args.poll_seconds)
+    log.info("indexer stopped", extra={"space": space.name})
+    return 0
+
+
+def cmd_spaces(args) -> int:
+    registry = SpaceRegistry(args.home)
+    for name in registry.names():
+        print(name)
+    return 0
+
+
+def cmd_sql(args) -> int:
+    import duckdb
+
+    memory = wiring.embedded_memory(SpaceRegistry(args.home), args.space)
+    try:
+        result = memory.space.connect().execute(args.query)
+    except duckdb.Error as err:
+        return _err(str(err))
+    columns = [d[0] for d in result.description]
+    print("\t".join(columns))
+    for row in result.fetchall():
+        print("\t".join("" if v is None else str(v) for v in row))
+    return 0
+
+
+# ---------------------------------------------------------------- ask / serve
+
+
+def _print_answer(answer: dict, streamed: bool) -> None:
+    if not streamed:
+        print(answer["answer"])
+    print()
+    for c in answer["citations"]:
+        marker = "*" if c.get("cited") else " "
+        labels = " ".join(f"{k}={v}" for k, v in sorted(c.get("labels", {}).items()))
+        print(f" {marker}[{c['number']}] {c['time']} {c['space']} {labels}\n      {c['line']}")
+    if answer.get("stats"):
+        print("\nstatistics:")
+        for s in answer["stats"]:
+            print(f"  {s['count']:>7} lines  {s['first_seen']} .. {s['last_seen']}  {s['template'][:100]}")
+    t = answer["timings"]
+    print(f"\n(recall {t['recall_ms']:.0f} ms, prompt {t['prompt_tokens']} tokens, "
+          f"generation {t['generation_ms'] / 1000:.1f} s)", file=sys.stderr)
+
+
+def _answer_dict(answer) -> dict:
+    iso = lambda ns: dt.datetime.fromtimestamp(ns / 1e9, dt.timezone.utc).isoformat().replace("+00:00", "Z")  # noqa: E731
+    return {
+        "question": answer.question, "answer": answer.text,
+        "citations": [{"number": c.number, "cited": c.cited, "space": c.hit.space, "line_id": c.hit.line_id,
+                       "time": iso(c.hit.timestamp_ns), "labels": c.hit.labels, "line": c.hit.text,
+                       "score": c.hit.score} for c in answer.citations],
+        "stats": [{"space": s.space, "template_id": s.template_id, "template": s.template, "count": s.count,
+                   "first_seen": iso(s.first_seen_ns), "last_seen": iso(s.last_seen_ns),
+                   "top_values": [{"key": k, "value": v, "count": n} for k, v, n in s.top_values]}
+                  for s in answer.stats],
+        "timings": {"recall_ms": answer.recall_ms, "prompt_tokens": answer.prompt_tokens,
+                    "generation_ms": answer.generation_ms, "completion_tokens": answer.completion_tokens},
+    }
+
+
+def embedded_agent(home: Path | None, spaces: list[str], retrieval_only: bool = False):
+    from .answering import Agent
+
+    registry = SpaceRegistry(home)
+    memories = [wiring.embedded_memory(registry, name) for name in spaces]
+    generator = None if retrieval_only else wiring.generator_from_config(None)
+    return Agent("embedded", memories, wiring.local_embedder(), generator)
+
+
+def _ask_remote(args) -> int:
+    import grpc
+    from google.protobuf.json_format import MessageToDict
+    from monologue.api.v1 import agent_pb2 as pb
+    from monologue.api.v1 import agent_pb2_grpc
+
+    request = pb.AskRequest(question=args.question, spaces=args.space, top_k=args.top_k,
+                            retrieval_only=args.retrieval_only)
+    if args.since:
+        request.time_range.start.FromNanoseconds(args.since)
+    if args.until:
+        request.time_range.end.FromNanoseconds(args.until)
+    with grpc.insecure_channel(args.agent) as channel:
+        stub = agent_pb2_grpc.AgentServiceStub(channel)
+        try:
+            done = None
+            for event in stub.Chat(pb.ChatRequest(ask=request), timeout=args.timeout):
+                if event.HasField("token") and not args.json:
+                    sys.stdout.write(event.token)
+                    sys.stdout.flush()
+                elif event.HasField("done"):
+                    done = event.done
+        except grpc.RpcError as err:
+            return _err(f"agent {args.agent}: {err.code().name}: {err.details()}")
+    answer = MessageToDict(done, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+    for c in answer["citations"]:
+        c["time"] = c.pop("timestamp", "")
+    for s in answer["stats"]:
+        s["count"] = int(s["count"])
+    answer["question"] = args.question
+    if args.json:
+        print(json.dumps(answer))
+    else:
+        _print_answer(answer, streamed=True)
+    return 0
+
+
+def cmd_ask(args) -> int:
+    if args.agent:
+        return _ask_remote(args)
+    if not args.space:
+        return _err("give --space NAME (embedded) or --agent HOST:PORT")
+    try:
+        agent = embedded_agent(args.home, args.space, args.retrieval_only)
+    except SpaceNotFound as err:
+        return _err(str(err))
+    answer = None
+    for item in agent.stream(args.question, since_ns=args.since, until_ns=args.until, top_k=args.top_k,
+                             retrieval_only=args.retrieval_only):
+        if isinstance(item, str):
+            if not args.json:
+                sys.stdout.write(item)
+                sys.stdout.flush()
+        else:
+            answer = _answer_dict(item)
+    if args.json:
+        print(json.dumps(answer))
+    else:
+        _print_answer(answer, streamed=not args.retrieval_only)
+    return 0
+
+
+def cmd_agent_serve(args) -> int:
+    from .answering import Agent, AnswerLog
+    from .recall import SpaceMemory
+    from .service import create_server
+
+    if args.config:
+        config = wiring.load_config(args.config)
+        memories = [SpaceMemory(wiring.space_from_config(s), wiring.store_from_config(s)) for s in config["spaces"]]
+        agent = Agent(config["name"], memories, wiring.embedder_from_config(config.get("embedder")),
+                      wiring.generator_from_config(config.get("model")),
+                      system_prompt=config.get("systemPrompt") or Agent.__init__.__kwdefaults__["system_prompt"],
+                      top_k=int(config.get("topK") or 8), answer_log=AnswerLog())
+        listen = args.listen or config.get("listen", "0.0.0.0:50051")
+    else:
+        if not args.space:
+            return _err("give --config agent.json (cluster) or --space NAME (embedded)")
+        agent = embedded_agent(args.home, args.space)
+        agent.answer_log = AnswerLog()
+        listen = args.listen or "127.0.0.1:50051"
+    server, port, health_servicer = create_server(listen, agent)
+    server.start()
+    log.info("agent serving", extra={"agent": agent.name, "port": port, "spaces": list(agent.memories)})
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    health_servicer.enter_graceful_shutdown()
+    server.stop(args.grace).wait()
+    log.info("agent stopped", extra={"agent": agent.name})
+    return 0
+
+
+# ---------------------------------------------------------------- demo
+
+
+DEMO_QUESTIONS = [
+    "Why did checkouts fail?",
+    "How often did payments fail to get a database connection, and when did it start?",
+    "Were there failed logins, and for which users?",
+]
+
+
+def cmd_demo(args) -> int:
+    from .generate import generate
+
+    registry = SpaceRegistry(args.home)
+    started = time.monotonic()
+    sample = registry.home / "demo-shop.log"
+    sample.parent.mkdir(parents=True, exist_ok=True)
+    print(f"[1/3] generating {args.lines} lines of sample logs of a small shop -> {sample}", file=sys.stderr)
+    with open(sample, "w") as out:
+        for line in generate("shop", args.lines, seed=7):
+            out.write(line + "\n")
+    print("[2/3] ingesting them into the embedded Space 'demo' (Parquet + DuckDB + LanceDB)", file=sys.stderr)
+    ingest_args = argparse.Namespace(home=args.home, space="demo", file=sample, label=[], quiet=False,
+                                     no_index=False)
+    if (code := cmd_ingest(ingest_args)) != 0:
+        return code
+    print("[3/3] asking three questions (llama.cpp in process; the first load takes a few seconds)",
+          file=sys.stderr)
+    agent = embedded_agent(args.home, ["demo"])
+    for question in DEMO_QUESTIONS:
+        print(f"\n\033[1mQ: {question}\033[0m" if sys.stdout.isatty() else f"\nQ: {question}")
+        sys.stdout.write("A: ")
+        answer = None
+        for item in agent.stream(question, top_k=6):
+            if isinstance(item, str):
+                sys.stdout.write(item)
+                sys.stdout.flush()
+            else:
+                answer = _answer_dict(item)
+        _print_answer(answer, streamed=True)
+    print(f"\ndemo finished in {time.monotonic() - started:.0f} s. Ask your own: "
+          f".venv/bin/monologue ask --space demo \"...\"", file=sys.stderr)
+    return 0
+
+
+# ---------------------------------------------------------------- parser
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="monologue",
-        description="Ask your cluster's logs questions; answers cite the exact log lines.",
-    )
+        prog="monologue", description=__doc__.split("\n\n")[0].strip() + " " + __doc__.split("\n\n")[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=version("monologue-agent"))
+    parser.add_argument("--home", type=Path, default=None,
+                        help="where embedded Spaces live (default: $MONOLOGUE_HOME or ~/.local/share/monologue)")
+    parser.add_argument("--log-level", default="warning", help="log level of monologue's own JSON logs")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    demo = sub.add_parser("demo", help="run the end-to-end demo on embedded defaults")
-    demo.set_defaults(run=_demo)
+
+    p = sub.add_parser("demo", help="sample logs -> embedded Space -> three questions answered with citations")
+    p.add_argument("--lines", type=int, default=20000, help="sample log lines to generate (default 20000)")
+    p.set_defaults(run=cmd_demo)
+
+    p = sub.add_parser("generate", help="write realistic sample logs to stdout")
+    p.add_argument("kind", choices=["shop"], help="what to simulate")
+    p.add_argument("--lines", type=int, default=10000)
+    p.add_argument("--seed", type=int, default=7)
+    p.set_defaults(run=cmd_generate)
+
+    p = sub.add_parser("ingest", help="parse a log file into an embedded Space and index it")
+    p.add_argument("-f", "--file", type=Path, required=True, help="plain text, JSON lines or logfmt")
+    p.add_argument("--space", required=True, help="Space name (created when new)")
+    p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="stream label (repeatable)")
+    p.add_argument("--no-index", action="store_true", help="only write Parquet; index later with `index`")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=cmd_ingest)
+
+    p = sub.add_parser("index", help="index what an embedded Space has not indexed yet")
+    p.add_argument("--space", required=True)
+    p.set_defaults(run=cmd_index)
+
+    p = sub.add_parser("indexer", help="(cluster) index a Space's storage continuously, per space.json")
+    p.add_argument("--config", type=Path, required=True)
+    p.add_argument("--poll-seconds", type=float, default=2.0)
+    p.set_defaults(run=cmd_indexer)
+
+    p = sub.add_parser("spaces", help="list the embedded Spaces")
+    p.set_defaults(run=cmd_spaces)
+
+    p = sub.add_parser("sql", help="run SQL over a Space's views `logs` and `templates`")
+    p.add_argument("--space", required=True)
+    p.add_argument("query")
+    p.set_defaults(run=cmd_sql)
+
+    p = sub.add_parser("ask", help="ask a question; the answer cites log lines")
+    p.add_argument("question")
+    p.add_argument("--space", action="append", default=[], help="Space to ask (repeatable)")
+    p.add_argument("--agent", help="HOST:PORT of a running Agent (instead of embedded Spaces)")
+    p.add_argument("--since", type=_time_ns, help="only lines at or after this ISO time")
+    p.add_argument("--until", type=_time_ns, help="only lines before this ISO time")
+    p.add_argument("--top-k", type=int, default=0, help="lines to recall (default: the agent's)")
+    p.add_argument("--retrieval-only", action="store_true", help="no generation: citations and stats")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for a remote agent")
+    p.set_defaults(run=cmd_ask)
+
+    p = sub.add_parser("agent", help="run an Agent")
+    agent_sub = p.add_subparsers(dest="agent_command", required=True, metavar="ACTION")
+    serve = agent_sub.add_parser("serve", help="serve the Agent gRPC API")
+    serve.add_argument("--config", type=Path, help="agent.json rendered by the operator (cluster)")
+    serve.add_argument("--space", action="append", default=[], help="embedded Space(s) to serve")
+    serve.add_argument("--listen", help="address to bind (default 127.0.0.1:50051 embedded)")
+    serve.add_argument("--grace", type=float, default=20.0, help="seconds to finish requests on SIGTERM")
+    serve.set_defaults(run=cmd_agent_serve)
+
+    p = sub.add_parser("eval", help="evaluations")
+    eval_templates.add_parser(p.add_subparsers(dest="eval_command", required=True, metavar="WHAT"))
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.run(args)
+    jsonlog.setup(args.log_level)
+    try:
+        return args.run(args)
+    except SpaceNotFound as err:
+        return _err(str(err))
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

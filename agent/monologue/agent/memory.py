@@ -10,6 +10,7 @@ Object identity derives from line_id, so re-indexing never duplicates.
 from __future__ import annotations
 
 import json
+import os
 import re
 import uuid
 from dataclasses import dataclass
@@ -83,6 +84,8 @@ class LanceStore:
     """Embedded: one LanceDB table per collection under a directory or s3:// URI."""
 
     def __init__(self, uri: str):
+        # Lance's Rust side logs deprecation notices to stderr, into the user's answer.
+        os.environ.setdefault("LANCE_LOG", "error")
         import lancedb
 
         self.db = lancedb.connect(uri)
