@@ -20,7 +20,10 @@ from .memory import Hit, VectorStore
 from .space import Space
 
 RRF_K = 60
-CANDIDATES_PER_RESULT = 3  # fetched per wanted line, so fusion and view filters have room
+CANDIDATES_PER_RESULT = 3  # fetched per wanted line, so fusion has room
+# A view Space filters its source's memory after the search (its SQL filter may
+# use any column of `logs`, which the store does not have): fetch more.
+VIEW_OVERFETCH = 10
 TOP_VALUE_KEYS = 4
 TOP_VALUES_PER_KEY = 3
 MAX_DISTINCT_FOR_STATS = 20  # keys with more distinct values (ids, times) say little
@@ -70,8 +73,8 @@ class SpaceMemory:
 
     def search(self, question: str, vector: np.ndarray | None, limit: int,
                since_ns: int | None, until_ns: int | None) -> list[Hit]:
-        hits = self.store.search(self.collection, question, vector, limit * CANDIDATES_PER_RESULT,
-                                 since_ns, until_ns)
+        fetch = limit * CANDIDATES_PER_RESULT * (VIEW_OVERFETCH if self.space.where else 1)
+        hits = self.store.search(self.collection, question, vector, fetch, since_ns, until_ns)
         for hit in hits:
             hit.space = self.space.name
         if self.space.where and hits:
