@@ -116,7 +116,12 @@ class LanceStore:
         (table.merge_insert("line_id").when_matched_update_all().when_not_matched_insert_all()
          .execute(data))
 
+    def _exists(self, collection: str) -> bool:
+        return collection in self._tables or collection in self.db.list_tables().tables
+
     def search(self, collection, text, vector, limit, since_ns=None, until_ns=None) -> list[Hit]:
+        if not self._exists(collection):
+            return []  # a Space with nothing indexed yet
         table = self._table(collection)
         where = _lance_time_filter(since_ns, until_ns)
         if vector is not None and text.strip():
@@ -134,7 +139,7 @@ class LanceStore:
         return [_hit(row, row.get(score_column, 0.0)) for row in result.to_pylist()]
 
     def count(self, collection: str) -> int:
-        return self._table(collection).count_rows()
+        return self._table(collection).count_rows() if self._exists(collection) else 0
 
     def drop(self, collection: str) -> None:
         if collection in self.db.list_tables().tables:
@@ -213,6 +218,8 @@ class WeaviateStore:
 
         from weaviate.classes.query import Filter, HybridFusion, MetadataQuery
 
+        if not self.client.collections.exists(collection):
+            return []  # a Space with nothing indexed yet
         handle = self.client.collections.get(collection)
         filters = None
         for bound, op in ((since_ns, "greater_or_equal"), (until_ns, "less_than")):
@@ -238,6 +245,8 @@ class WeaviateStore:
         return hits
 
     def count(self, collection: str) -> int:
+        if not self.client.collections.exists(collection):
+            return 0
         return self.client.collections.get(collection).aggregate.over_all(total_count=True).total_count
 
     def drop(self, collection: str) -> None:
