@@ -144,3 +144,19 @@ def test_a_view_space_recalls_only_what_its_filter_keeps(tmp_path, local_embedde
     hits = errors.search(q, local_embedder.embed([q])[0], 10, None, None)
     assert [h.level for h in hits] == ["error"]
     assert errors.line_count() == 1
+
+
+def test_a_crash_after_writing_memory_but_before_recording_it_does_not_duplicate(tmp_path, local_embedder):
+    import json
+
+    space, store = make_space(tmp_path, normal_lines(100))
+    indexer = Indexer(space, store, local_embedder)
+    indexer.run_once()
+    state_file = tmp_path / "data" / "_index" / "state.json"
+    state = json.loads(state_file.read_text())
+    (key,) = state["objects"]
+    # As if the process died right after the store write: not done, still in flight.
+    state_file.write_text(json.dumps({"objects": {}, "inflight": key}))
+    report = Indexer(space, store, local_embedder).run_once()
+    assert report.objects == 1
+    assert store.count("shop") == 100

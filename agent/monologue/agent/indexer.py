@@ -66,8 +66,11 @@ class Indexer:
         return storage.join(self.index_root, name)
 
     def _restore(self) -> None:
-        state = storage.read_or_none(self.fs, self._path("state.json"))
-        self.done: dict[str, int] = json.loads(state)["objects"] if state else {}
+        state = json.loads(storage.read_or_none(self.fs, self._path("state.json")) or b"{}")
+        self.done: dict[str, int] = state.get("objects", {})
+        # The object being indexed when the last run stopped: its lines may be
+        # in the store already, so it is merged, not appended.
+        self.inflight: str | None = state.get("inflight")
         miner = storage.read_or_none(self.fs, self._path("miner.json"))
         if miner:
             self._miner_file.write_bytes(miner)
@@ -92,7 +95,12 @@ class Indexer:
             "template": [self.miner.template(i) for i in ids],
         }, schema=TEMPLATE_TEXTS)))
         self.done[object_path] = size
-        storage.write_atomic(self.fs, self._path("state.json"), json.dumps({"objects": self.done}).encode())
+        self.inflight = None
+        self._write_state()
+
+    def _write_state(self) -> None:
+        state = {"objects": self.done, "inflight": self.inflight}
+        storage.write_atomic(self.fs, self._path("state.json"), json.dumps(state).encode())
 
     # ------------------------------------------------------------ work
 
@@ -121,16 +129,20 @@ class Indexer:
                 self._quarantine(info.path, err)
                 report.quarantined.append(self._key(info.path))
                 continue
-            report.new_templates += self._index_table(info.path, table)
+            key = self._key(info.path)
+            known_new = key not in self.done and key != self.inflight
+            self.inflight = key
+            self._write_state()
+            report.new_templates += self._index_table(info.path, table, known_new)
             self._save(self._key(info.path), info.size)
             report.objects += 1
             report.lines += table.num_rows
         report.seconds = time.monotonic() - started
         return report
 
-    def _index_table(self, object_path: str, table: pa.Table) -> int:
+    def _index_table(self, object_path: str, table: pa.Table, known_new: bool) -> int:
         lines = self.redactor.redact_many(table["line"].to_pylist())
-        labels = [json.dumps(dict(pairs), sort_keys=True) for pairs in table["labels"].to_pylist()]
+        labels = _labels_json(table["labels"])
         matches = [self.miner.add(line, stream) for line, stream in zip(lines, labels)]
         template_ids = [m.template_id for m in matches]
         new = [tid for tid in dict.fromkeys(template_ids) if tid not in self.template_vectors]
@@ -153,7 +165,7 @@ class Indexer:
         }, schema=ROW_SCHEMA)
         if rows.num_rows:
             self.store.ensure(self.space.collection or self.space.name, vectors.shape[1])
-            self.store.upsert(self.space.collection or self.space.name, rows, vectors)
+            self.store.upsert(self.space.collection or self.space.name, rows, vectors, known_new)
         name = self._key(object_path).replace("/", "__")
         storage.write_atomic(self.fs, self._path(f"lines/{name}"), _parquet_bytes(pa.table({
             "line_id": table["line_id"], "template_id": pa.array(template_ids, pa.string())},
@@ -180,6 +192,19 @@ class Indexer:
                 log.warning("indexing paused", extra={"error": str(err), "retry_seconds": backoff})
                 backoff = min(backoff * 2, max_backoff)
             stop.wait(backoff)
+
+
+def _labels_json(column: pa.ChunkedArray) -> list[str]:
+    """Labels as JSON text per row; a stream's rows share one labels set, so each is encoded once."""
+    encoded: dict[tuple, str] = {}
+    out = []
+    for pairs in column.to_pylist():
+        key = tuple(pairs)
+        text = encoded.get(key)
+        if text is None:
+            text = encoded[key] = json.dumps(dict(pairs), sort_keys=True)
+        out.append(text)
+    return out
 
 
 def _parquet_bytes(table: pa.Table) -> bytes:

@@ -52,7 +52,9 @@ class StoreUnavailable(ConnectionError):
 
 class VectorStore(Protocol):
     def ensure(self, collection: str, dimension: int) -> None: ...
-    def upsert(self, collection: str, rows: pa.Table, vectors: np.ndarray) -> None: ...
+    # known_new: the caller knows none of these line_ids is stored yet, so a
+    # store may append instead of merging (LanceDB: several times faster).
+    def upsert(self, collection: str, rows: pa.Table, vectors: np.ndarray, known_new: bool = False) -> None: ...
     def search(self, collection: str, text: str, vector: np.ndarray | None, limit: int,
                since_ns: int | None = None, until_ns: int | None = None) -> list[Hit]: ...
     def count(self, collection: str) -> int: ...
@@ -106,15 +108,18 @@ class LanceStore:
         table.create_index("text", config=FTS(with_position=False))
         self._tables[collection] = table
 
-    def upsert(self, collection: str, rows: pa.Table, vectors: np.ndarray) -> None:
+    def upsert(self, collection: str, rows: pa.Table, vectors: np.ndarray, known_new: bool = False) -> None:
         if rows.num_rows == 0:
             return
         dim = vectors.shape[1]
         column = pa.FixedSizeListArray.from_arrays(pa.array(vectors.astype(np.float32).ravel()), dim)
         data = rows.select(ROW_SCHEMA.names).append_column("vector", column)
         table = self._table(collection)
-        (table.merge_insert("line_id").when_matched_update_all().when_not_matched_insert_all()
-         .execute(data))
+        if known_new:
+            table.add(data)
+        else:
+            (table.merge_insert("line_id").when_matched_update_all().when_not_matched_insert_all()
+             .execute(data))
 
     def _exists(self, collection: str) -> bool:
         return collection in self._tables or collection in self.db.list_tables().tables
@@ -201,7 +206,8 @@ class WeaviateStore:
             vector_config=Configure.Vectors.self_provided(),
         )
 
-    def upsert(self, collection: str, rows: pa.Table, vectors: np.ndarray) -> None:
+    def upsert(self, collection: str, rows: pa.Table, vectors: np.ndarray, known_new: bool = False) -> None:
+        # Object ids derive from line_id: importing again overwrites, known_new or not.
         handle = self.client.collections.get(collection)
         with handle.batch.fixed_size(batch_size=500, concurrent_requests=2) as batch:
             for row, vector in zip(rows.to_pylist(), vectors):
