@@ -24,6 +24,7 @@ from .settings import Settings
 from .vectorstore import VectorStoreUnavailable
 
 KIND = "Space"
+SHIPPER_HTTP_PORT = 8080  # the shipper's /metrics, /healthz and /readyz
 log = logging.getLogger(__name__)
 
 
@@ -131,19 +132,21 @@ def indexer(body: Mapping, storage: Mapping, config_text: str, settings: Setting
 
 
 def shipper_args(body: Mapping, storage: Mapping, settings: Settings) -> list[str]:
-    """The flags of /loki-shipper (loki-shipper-go/cmd/loki-shipper). `--flag=value`
-    throughout, so that a value starting with '-' is never taken for a flag."""
+    """The flags of /loki-shipper (loki-shipper-go/internal/*/RegisterFlags). `--flag=value`
+    throughout, so that a value starting with '-' is never taken for a flag. Credentials
+    come from the standard AWS variables, the checkpoint lives beside the data in S3."""
     meta, loki = body["metadata"], body["spec"]["source"]["loki"]
     bucket, prefix = s3_location(storage["uri"], meta["namespace"], meta["name"])
-    args = [f"--loki-url={settings.loki_url}", f"--query={loki['query']}"]
+    args = [f"--loki.url={settings.loki_url}", f"--loki.query={loki['query']}"]
     if loki.get("start"):
         args.append(f"--start={loki['start']}")
-    args += [f"--s3-bucket={bucket}", f"--s3-prefix={prefix}"]
+    args += [f"--s3.bucket={bucket}", f"--s3.prefix={prefix}"]
     if settings.aws_endpoint_url:
-        args.append(f"--s3-endpoint={settings.aws_endpoint_url}")
+        args.append(f"--s3.endpoint={settings.aws_endpoint_url}")
     if settings.aws_region:
-        args.append(f"--s3-region={settings.aws_region}")
-    args.append(f"--s3-path-style={'true' if settings.s3_path_style else 'false'}")
+        args.append(f"--s3.region={settings.aws_region}")
+    args.append(f"--s3.path-style={'true' if settings.s3_path_style else 'false'}")
+    args.append(f"--http.listen-address=:{SHIPPER_HTTP_PORT}")
     return args
 
 
@@ -154,6 +157,9 @@ def shipper(body: Mapping, storage: Mapping, settings: Settings) -> dict:
         "shipper", settings.shipper_image, settings,
         command=["/loki-shipper"], args=shipper_args(body, storage, settings),
         env=pods.s3_env(storage.get("credentials"), settings),
+        ports=[{"name": "http", "containerPort": SHIPPER_HTTP_PORT, "protocol": "TCP"}],
+        livenessProbe={"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 20},
+        readinessProbe={"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 10},
     )
     return pods.deployment(
         naming.shipper(name), meta["namespace"], naming.labels(KIND, name, "shipper"),

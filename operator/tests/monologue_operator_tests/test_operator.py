@@ -85,10 +85,12 @@ def test_space_gets_its_collection_and_children_within_two_seconds(cluster, name
     assert container.image == "monologue/loki-shipper:0.1.0"
     assert container.command == ["/loki-shipper"]
     assert container.args == [
-        "--loki-url=http://loki.test:3100", '--query={app="checkout"} |= "error"',
-        "--start=2025-01-01T00:00:00Z", "--s3-bucket=logs", f"--s3-prefix=prod/spaces/{namespace}/checkout",
-        "--s3-endpoint=http://s3.test:9000", "--s3-region=eu-west-1", "--s3-path-style=true",
+        "--loki.url=http://loki.test:3100", '--loki.query={app="checkout"} |= "error"',
+        "--start=2025-01-01T00:00:00Z", "--s3.bucket=logs", f"--s3.prefix=prod/spaces/{namespace}/checkout",
+        "--s3.endpoint=http://s3.test:9000", "--s3.region=eu-west-1", "--s3.path-style=true",
+        "--http.listen-address=:8080",
     ]
+    assert container.readiness_probe.http_get.path == "/readyz"
     assert shipper.spec.strategy.type == "Recreate"
 
     schema = weaviate_client.collections.get(collection).config.get()
@@ -125,7 +127,7 @@ def test_a_spec_update_reaches_the_children(cluster, namespace, operator):
     obj = wait_for(lambda: ready(cluster, "spaces", namespace, "checkout"), 5, "Ready after the update")
     assert obj["metadata"]["generation"] == 2
     args = cluster.deployment(namespace, "checkout-shipper").spec.template.spec.containers[0].args
-    assert '--query={app="checkout"} |= "timeout"' in args
+    assert '--loki.query={app="checkout"} |= "timeout"' in args
     config = json.loads(cluster.configmap(namespace, "checkout-space").data["space.json"])
     assert config["index"]["perLineVectors"] is True
     assert config["embedder"] is None
@@ -146,6 +148,7 @@ def test_a_spec_update_reaches_the_children(cluster, namespace, operator):
 def test_drift_is_repaired(cluster, namespace, operator):
     cluster.apply(space("checkout"), namespace)
     cluster.apply(agent("sre", ["checkout"]), namespace)
+    wait_for(lambda: ready(cluster, "spaces", namespace, "checkout"), 5, "the Space Ready")
     wait_for(lambda: ready(cluster, "agents", namespace, "sre"), 5, "the Agent Ready")
 
     cluster.kubectl("set", "image", "-n", namespace, "deployment/checkout-shipper", "shipper=evil:latest")
