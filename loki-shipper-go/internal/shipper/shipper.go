@@ -46,6 +46,8 @@ type Shipper struct {
 	Health  *telemetry.Health
 	Log     *slog.Logger
 	Now     func() time.Time // for tests; time.Now when nil
+
+	lastObject string // the last window written, for the checkpoint
 }
 
 // errStopped ends a read early once the window in hand is written.
@@ -78,7 +80,7 @@ func (s *Shipper) Run(ctx context.Context, stop <-chan struct{}) error {
 			if err := cp.Compatible(s.Query, s.Config.Window); err != nil {
 				return err
 			}
-			cursor = cp.CompleteUntil
+			cursor, s.lastObject = cp.CompleteUntil, cp.LastObject
 			s.Metrics.SetCompleteUntil(cursor)
 			s.Log.Info("resuming from checkpoint", "complete_until", cursor, "last_object", cp.LastObject)
 		} else {
@@ -119,7 +121,7 @@ func (s *Shipper) Run(ctx context.Context, stop <-chan struct{}) error {
 			}
 		}
 		if s.Config.Once {
-			if cursor.Before(end) {
+			if cursor.Before(end) && s.Config.End != "" {
 				s.Log.Warn("--once: windows not closed yet (see --lag) are not shipped", "shipped_until", cursor, "end", end)
 			}
 			s.Log.Info("done", "complete_until", cursor)
@@ -292,9 +294,10 @@ func (s *Shipper) upload(ctx context.Context, u upload, store checkpoint.Store) 
 		s.Metrics.Bytes.Add(float64(u.bytes))
 		s.Metrics.ObjectBytes.Add(float64(len(u.body)))
 		s.Log.Info("window written", "object", u.key, "lines", u.lines, "bytes", len(u.body))
+		s.lastObject = u.key
 	}
 	if !s.Config.Once {
-		cp := checkpoint.Checkpoint{Query: s.Query, Window: s.Config.Window.String(), CompleteUntil: u.until, LastObject: u.key}
+		cp := checkpoint.Checkpoint{Query: s.Query, Window: s.Config.Window.String(), CompleteUntil: u.until, LastObject: s.lastObject}
 		err := retry.Do(ctx, s.Retry, func(ctx context.Context) error {
 			err := store.Save(ctx, cp)
 			s.Health.Observe("s3", err)
