@@ -28,7 +28,9 @@ kopf.on.delete(GROUP, VERSION, "spaces", id="delete-collection",
 
 kopf.index(GROUP, VERSION, "agents", id="agents_by_space")(watches.agents_by_space)
 kopf.index(GROUP, VERSION, "spaces", id="views_by_parent")(watches.views_by_parent)
-kopf.on.event(GROUP, VERSION, "spaces", id="wake-dependents")(watches.wake_dependents)
+kopf.on.event(GROUP, VERSION, "spaces", id="wake-dependents",
+              when=watches.has_dependents)(watches.wake_dependents)
 
 for group_version, plural in (("apps/v1", "deployments"), ("v1", "configmaps"), ("v1", "services")):
-    kopf.on.event(group_version, plural, id="repair-drift", labels=MANAGED_BY)(watches.repair_owner)
+    kopf.on.event(group_version, plural, id="repair-drift", labels=MANAGED_BY,
+                  when=watches.child_changed)(watches.repair_owner)

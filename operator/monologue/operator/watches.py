@@ -46,11 +46,17 @@ def views_by_parent(namespace: str, name: str, spec: Mapping, **_) -> dict | Non
     return {(namespace, view["space"]): name} if view else None
 
 
-def wake_dependents(type: str | None, namespace: str, name: str, memo, agents_by_space: kopf.Index,
+def has_dependents(type: str | None, namespace: str, name: str, agents_by_space: kopf.Index,
+                   views_by_parent: kopf.Index, **_) -> bool:
+    """kopf filter of wake_dependents, so that most Space events cost no handler run. The
+    initial listing (type None) is skipped: the resume handlers reconcile everything anyway."""
+    key = (namespace, name)
+    return type is not None and (key in agents_by_space or key in views_by_parent)
+
+
+def wake_dependents(namespace: str, name: str, memo, agents_by_space: kopf.Index,
                     views_by_parent: kopf.Index, **_) -> None:
     """kopf event handler on Spaces: reconcile the Agents and views that name this Space."""
-    if type is None:  # the initial listing: the resume handlers reconcile everything anyway
-        return
     key = (namespace, name)
     for dependent in agents_by_space.get(key, ()):
         reconcile_by_name(memo.ctx, agent.KIND, namespace, dependent)
@@ -58,11 +64,15 @@ def wake_dependents(type: str | None, namespace: str, name: str, memo, agents_by
         reconcile_by_name(memo.ctx, space.KIND, namespace, dependent)
 
 
-def repair_owner(type: str | None, body: Mapping, namespace: str, memo, **_) -> None:
+def child_changed(type: str | None, **_) -> bool:
+    """kopf filter of repair_owner: ADDED is the operator's own create, and the initial
+    listing (type None) is covered by the resume handlers."""
+    return type in ("MODIFIED", "DELETED")
+
+
+def repair_owner(body: Mapping, namespace: str, memo, **_) -> None:
     """kopf event handler on the operator's children: reconcile the owner of a child that
     was changed or deleted, which re-applies the child if it drifted."""
-    if type not in ("MODIFIED", "DELETED"):  # ADDED is the operator's own create
-        return
     labels = body.get("metadata", {}).get("labels", {})
     for kind, label in OWNER_LABELS.items():
         if label in labels:
