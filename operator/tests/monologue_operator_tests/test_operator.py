@@ -335,3 +335,20 @@ def test_a_weaviate_outage_is_a_condition_and_a_retry(cluster, namespace, start_
         wait_for(lambda: ready(cluster, "spaces", namespace, "checkout"), 15, "Ready after the outage")
     finally:
         http.stop(), grpc.stop()
+
+
+def test_an_agent_follows_changes_of_its_spaces(cluster, namespace, operator):
+    cluster.apply(space("checkout"), namespace)
+    cluster.apply(agent("sre", ["checkout"]), namespace)
+    wait_for(lambda: ready(cluster, "agents", namespace, "sre"), 5, "the Agent Ready")
+
+    cluster.apply(space("checkout", index={"perLineVectors": True}), namespace)
+
+    def agent_sees_it():
+        config = json.loads(cluster.configmap(namespace, "sre-agent").data["agent.json"])
+        return config["spaces"][0]["index"]["perLineVectors"] is True
+
+    wait_for(agent_sees_it, 5, "agent.json with the Space's new index settings")
+    cluster.kubectl("delete", "space", "checkout", "-n", namespace)
+    wait_for(lambda: ready(cluster, "agents", namespace, "sre", "False", "SpaceNotFound"), 5,
+             "SpaceNotFound once the Space is gone")
