@@ -88,7 +88,13 @@ def main() -> None:
         try:
             store = servers.start_weaviate(work / "weaviate", logs)
             kubectl(k8s, "apply", "-f", str(ROOT / "crds"))
-            kubectl(k8s, "wait", "--for=condition=Established", "--timeout=30s", "crd/spaces.monologue.dev")
+            # Not `kubectl wait`: it fails instead of waiting while a new CRD has no conditions yet.
+            deadline = time.monotonic() + 30
+            while "Established" not in kubectl(k8s, "get", "crd", "spaces.monologue.dev", "-o",
+                                               'jsonpath={.status.conditions[?(@.status=="True")].type}'):
+                if time.monotonic() > deadline:
+                    raise SystemExit("the Space CRD was not established within 30 s")
+                time.sleep(0.1)
             kubectl(k8s, "create", "namespace", "baseline")
             kubectl(k8s, "create", "namespace", "bench")
 

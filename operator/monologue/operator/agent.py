@@ -21,7 +21,6 @@ from .reconciling import (
 from .settings import Settings
 
 KIND = "Agent"
-log = logging.getLogger(__name__)
 
 
 def resolve_spaces(body: Mapping, ctx: Context) -> tuple[list[dict], Mapping | None]:

@@ -13,7 +13,6 @@ the next reconcile.
 from __future__ import annotations
 
 import json
-import logging
 from typing import Any
 
 import kubernetes
@@ -21,7 +20,6 @@ from kubernetes.client.exceptions import ApiException
 
 from .naming import FIELD_MANAGER
 
-log = logging.getLogger(__name__)
 
 # kind -> (API path prefix, plural); the only kinds the operator touches.
 _PATHS = {

@@ -19,7 +19,6 @@ from .settings import Settings
 
 KIND = "ModelServer"
 MODEL_DIR = "/models"
-log = logging.getLogger(__name__)
 
 
 def model_source(model: Mapping) -> tuple[str, str]:

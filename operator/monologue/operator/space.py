@@ -25,7 +25,6 @@ from .vectorstore import VectorStoreUnavailable
 
 KIND = "Space"
 SHIPPER_HTTP_PORT = 8080  # the shipper's /metrics, /healthz and /readyz
-log = logging.getLogger(__name__)
 
 
 class SpaceNotFound(Waiting):

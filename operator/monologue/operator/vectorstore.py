@@ -8,7 +8,6 @@ and the Agent (which reads) agree on it. Vectors are brought by the indexer
 from __future__ import annotations
 
 import datetime
-import logging
 import threading
 from dataclasses import dataclass
 
@@ -19,7 +18,6 @@ from weaviate.exceptions import UnexpectedStatusCodeError, WeaviateBaseError
 
 from .settings import Settings
 
-log = logging.getLogger(__name__)
 
 
 def properties() -> list[Property]:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 import kubernetes
+from kubernetes.client import ApiextensionsV1Api
 import pytest
 import weaviate as weaviate_lib
 import yaml
@@ -117,8 +118,12 @@ def cluster(kubernetes, tmp_path_factory) -> Cluster:
     api = kubernetes_client(kubernetes.kubeconfig)
     c = Cluster(kubernetes, Path(), api)
     c.kubectl("apply", "-f", str(CRDS))
+    # Not `kubectl wait`: it fails instead of waiting while a new CRD has no conditions yet.
+    extensions = ApiextensionsV1Api(api)
     for crd in ("spaces", "agents", "modelservers"):
-        c.kubectl("wait", "--for=condition=Established", "--timeout=30s", f"crd/{crd}.monologue.dev")
+        wait_for(lambda: any(c.type == "Established" and c.status == "True"
+                             for c in extensions.read_custom_resource_definition(f"{crd}.monologue.dev").status.conditions or ()),
+                 30, f"the CRD {crd}.monologue.dev established")
     c.kubectl("apply", "-f", str(ROOT / "deploy" / "operator" / "namespace.yaml"))
     c.kubectl("apply", "-f", str(RBAC))
     token = c.kubectl("create", "token", "monologue-operator", "-n", "monologue-system",
