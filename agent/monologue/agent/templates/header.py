@@ -84,6 +84,8 @@ def classify(unit: str) -> str:
         return BRACKET
     if unit == "-":
         return SEPARATOR
+    if "=" in unit:
+        return WORD  # `key=value`: no level, month, component or host has a `=`
     lower = unit.lower()
     if lower in _LEVELS or unit in _LETTER_LEVELS:
         return LEVEL
@@ -96,11 +98,10 @@ def classify(unit: str) -> str:
     return WORD
 
 
-def _units(line: str) -> list[tuple[str, int, bool]]:
+def _units(line: str, limit: int = MAX_HEADER_UNITS + 3, pos: int = 0) -> list[tuple[str, int, bool]]:
     """The first units of a line: (text, offset where it ends, whether 2+ spaces follow)."""
     units = []
-    pos = 0
-    for _ in range(MAX_HEADER_UNITS + 3):
+    for _ in range(limit):
         m = _UNIT.match(line, pos)
         if m is None:
             break
@@ -110,10 +111,38 @@ def _units(line: str) -> list[tuple[str, int, bool]]:
     return units
 
 
+# Units that decide whether a line's first unit ends the scan: the first unit, and what the
+# scan looks ahead at from there (two classes, and up to five for `_sandwiched`).
+_FIRST_UNITS = 6
+
+
 def _scan(line: str) -> tuple[str, int]:
     """Recognise the header of one line: (class sequence, offset where the message starts)."""
-    units = _units(line)
+    # Most lines without a header (logfmt, plain messages) are told apart by their first
+    # units: scan those first, and all of them only when the first one is not the end.
+    units = _units(line, _FIRST_UNITS)
     classes = [classify(u) for u, _, _ in units]
+    taken, stop = _take(units, classes)
+    if stop != 0 and len(units) == _FIRST_UNITS:
+        more = _units(line, MAX_HEADER_UNITS + 3 - _FIRST_UNITS, units[-1][1])
+        units += more
+        classes += [classify(u) for u, _, _ in more]
+        taken, _ = _take(units, classes)
+    n = len(units)
+    if taken >= n:
+        # Everything looked like a header: keep the last unit as the message rather than
+        # mining an empty one.
+        taken = n - 1
+    if taken <= 0:
+        return "", 0
+    return "".join(classes[:taken]), units[taken - 1][1]
+
+
+def _take(units: list[tuple[str, int, bool]], classes: list[str]) -> tuple[int, int]:
+    """How many units the header takes, and the unit the scan stopped at (-1: none).
+
+    Stopping at the first unit only looked at the first `_FIRST_UNITS` units.
+    """
     taken = 0  # units accepted into the header
     # A delimiter (level, component, bracket, mid-line dash) means the header has a clear
     # structure; after one, plain words no longer extend it.
@@ -122,13 +151,12 @@ def _scan(line: str) -> tuple[str, int]:
     for i in range(min(n, MAX_HEADER_UNITS)):
         cls = classes[i]
         if cls == COMPONENT:
-            taken = i + 1
-            break
+            return i + 1, i
         if cls in (NUMBER, MONTH, HOST):
             if SEPARATOR in classes[1:i] and classes[i + 1 : i + 2] != [SEPARATOR]:
                 # After `prog - `, values belong to the message, unless they are a field
                 # between dashes: `ts - app.db - INFO - msg`.
-                break
+                return taken, i
             taken = i + 1
         elif cls in (LEVEL, BRACKET) or (cls == SEPARATOR and i > 0):
             delimited = True
@@ -154,14 +182,8 @@ def _scan(line: str) -> tuple[str, int]:
             elif not delimited and _sandwiched(classes, i):
                 taken = i + 1
             else:
-                break
-    if taken >= n:
-        # Everything looked like a header: keep the last unit as the message rather than
-        # mining an empty one.
-        taken = n - 1
-    if taken <= 0:
-        return "", 0
-    return "".join(classes[:taken]), units[taken - 1][1]
+                return taken, i
+    return taken, -1
 
 
 def _sandwiched(classes: list[str], i: int) -> bool:
