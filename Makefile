@@ -3,7 +3,8 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
-BENCHES := $(patsubst bench/%.py,%,$(wildcard bench/*.py))
+# memory_templates is run by memory.py (bench-memory); listed alone it is bench-memory_templates
+BENCHES := $(filter-out memory_templates,$(patsubst bench/%.py,%,$(wildcard bench/*.py)))
 
 .PHONY: help setup demo test test-python test-go bench lock proto clean
 

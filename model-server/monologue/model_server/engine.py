@@ -8,6 +8,7 @@ count_tokens may be called from any thread.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -95,7 +96,7 @@ class Engine:
             n_ctx=context_size,
             n_batch=context_size if embedding else 512,
             n_ubatch=context_size if embedding else 512,
-            n_threads=threads,
+            n_threads=threads or os.cpu_count(),  # llama.cpp's default is half the cores
             verbose=False,
         )
         self.window = self.llm.n_ctx()
