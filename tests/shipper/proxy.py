@@ -36,6 +36,12 @@ class TcpProxy:
         """Refuse new connections and cut the open ones."""
         with self._lock:
             if self._listener is not None:
+                # shutdown first: close() alone leaves a socket blocked in
+                # accept() listening on Linux.
+                try:
+                    self._listener.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
                 self._listener.close()
                 self._listener = None
             for conn in self._conns:

@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import time
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,23 +79,23 @@ def line_id(labels: dict[str, str], ts_ns: int, line: str) -> str:
     return hashlib.sha256(prefix + str(ts_ns).encode() + b"\0" + line.encode()).hexdigest()[:32]
 
 
-def loki_count(loki_url: str, query: str, start_ns: int, end_ns: int) -> int:
-    """Lines Loki holds for the query in [start, end), read with a plain client."""
-    total, cursor, seen = 0, start_ns, set()
+def loki_lines(loki_url: str, query: str, start_ns: int, end_ns: int, limit: int = 5000) -> list[tuple[str, int, str]]:
+    """Every (labels as JSON, ts, line) Loki holds for the query in [start, end),
+    read with a plain client: the reference the shipper is compared to."""
+    out, cursor, seen = [], start_ns, set()
     while True:
-        params = urllib.parse.urlencode({"query": query, "start": cursor, "end": end_ns, "limit": 5000, "direction": "forward"})
+        params = urllib.parse.urlencode({"query": query, "start": cursor, "end": end_ns, "limit": limit, "direction": "forward"})
         with urllib.request.urlopen(f"{loki_url}/loki/api/v1/query_range?{params}", timeout=60) as r:
             result = json.load(r)["data"]["result"]
-        entries = sorted((int(ts), json.dumps(s["stream"], sort_keys=True), line) for s in result for ts, line in s["values"])
-        fresh = [e for e in entries if e not in seen]
-        total += len(fresh)
-        if len(entries) < 5000:
-            return total
-        cursor = entries[-1][0]
-        seen = {e for e in entries if e[0] == cursor}
+        entries = sorted((json.dumps(s["stream"], sort_keys=True), int(ts), line) for s in result for ts, line in s["values"])
+        entries.sort(key=lambda e: e[1])
+        out += [e for e in entries if e not in seen]
+        if len(entries) < limit:
+            return out
+        cursor = entries[-1][1]
+        seen = {e for e in entries if e[1] == cursor} | (seen if cursor == start_ns else set())
 
 
-import urllib.parse  # noqa: E402  (used above; kept near its use for readers)
 
 
 # ---------------------------------------------------------------- the shipper

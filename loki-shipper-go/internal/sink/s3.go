@@ -140,8 +140,9 @@ func (s *S3) classify(ctx context.Context, op, key string, err error) error {
 	if ctx.Err() != nil {
 		return err
 	}
+	// The SDK wraps a failed send in a ResponseError too, with status 0.
 	var resp *smithyhttp.ResponseError
-	if errors.As(err, &resp) && resp.Response != nil {
+	if errors.As(err, &resp) && resp.Response != nil && resp.HTTPStatusCode() != 0 {
 		code := resp.HTTPStatusCode()
 		if code == http.StatusTooManyRequests || code >= 500 {
 			return retry.Transient(err, 0)
