@@ -96,12 +96,18 @@ def cmd_indexer(args) -> int:
 
     config = wiring.load_config(args.config)
     space = wiring.space_from_config(config)
-    indexer = Indexer(space, wiring.store_from_config(config),
-                      wiring.embedder_from_config(config.get("embedder")),
-                      per_line_vectors=bool((config.get("index") or {}).get("perLineVectors")))
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    if space.where:
+        # A view copies nothing: its lines are in its source's memory, and
+        # recall applies its filter. Stay up (the Deployment expects a pod).
+        log.info("view Space: nothing to index", extra={"space": space.name})
+        stop.wait()
+        return 0
+    indexer = Indexer(space, wiring.store_from_config(config),
+                      wiring.embedder_from_config(config.get("embedder")),
+                      per_line_vectors=bool((config.get("index") or {}).get("perLineVectors")))
     log.info("indexer started", extra={"space": space.name, "storage": space.uri})
     indexer.run(stop, poll_seconds=args.poll_seconds)
     log.info("indexer stopped", extra={"space": space.name})

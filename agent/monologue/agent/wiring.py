@@ -44,7 +44,7 @@ def space_from_config(config: dict) -> Space:
         name=config["name"],
         uri=config["storage"]["uri"],
         where=view.get("where", ""),
-        collection=config["collection"],
+        collection=config.get("memoryCollection") or config["collection"],
         extra_patterns=list((config.get("index") or {}).get("redact", {}).get("extraPatterns", [])),
     )
 

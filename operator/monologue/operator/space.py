@@ -61,7 +61,8 @@ def root_storage(body: Mapping, ctx: Context) -> Mapping:
             raise SpaceNotFound(f"Space {namespace}/{parent_name}, the source of view {chain[-1]}, does not exist")
         chain.append(parent_name)
         current = parent
-    return current["spec"]["storage"]
+    # "space" names whose objects these are: the data lives under its prefix.
+    return {**current["spec"]["storage"], "space": current["metadata"]["name"]}
 
 
 def s3_location(uri: str, namespace: str, space: str) -> tuple[str, str]:
@@ -87,9 +88,14 @@ def space_config(body: Mapping, storage: Mapping, settings: Settings) -> dict:
     return {
         "name": meta["name"],
         "namespace": meta["namespace"],
-        "storage": {"uri": storage["uri"]},
+        # The Space's own data root, so readers need no layout rules of their own.
+        "storage": {"uri": "s3://{}/{}".format(*s3_location(
+            storage["uri"], meta["namespace"], storage.get("space", meta["name"])))},
         "source": rendered_source,
         "collection": naming.collection_name(meta["namespace"], meta["name"]),
+        # Where the Space's lines are remembered: a view recalls from the memory
+        # of the Space whose objects it reads, filtered by its SQL.
+        "memoryCollection": naming.collection_name(meta["namespace"], storage.get("space", meta["name"])),
         "vectorStore": {"kind": "weaviate", "url": settings.weaviate_url, "grpcPort": settings.weaviate_grpc_port},
         "embedder": {"endpoint": naming.model_endpoint(embedder, meta["namespace"])} if embedder else None,
         "index": {

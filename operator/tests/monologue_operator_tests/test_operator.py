@@ -58,9 +58,10 @@ def test_space_gets_its_collection_and_children_within_two_seconds(cluster, name
     assert config == {
         "name": "checkout",
         "namespace": namespace,
-        "storage": {"uri": "s3://logs/prod"},
+        "storage": {"uri": f"s3://logs/prod/spaces/{namespace}/checkout"},
         "source": {"loki": {"query": '{app="checkout"} |= "error"', "start": "2025-01-01T00:00:00Z"}},
         "collection": collection,
+        "memoryCollection": collection,
         "vectorStore": {"kind": "weaviate", "url": operator.env["WEAVIATE_URL"],
                         "grpcPort": int(operator.env["WEAVIATE_GRPC_PORT"])},
         "embedder": {"endpoint": f"minilm-model.{namespace}.svc:50051"},
@@ -111,7 +112,8 @@ def test_a_view_gets_no_shipper_and_reads_its_parents_storage(cluster, namespace
     assert cluster.deployment(namespace, "errors-indexer") is not None
     assert weaviate_client.collections.exists(collection_name(namespace, "errors"))
     config = json.loads(cluster.configmap(namespace, "errors-space").data["space.json"])
-    assert config["storage"] == {"uri": "s3://logs/prod"}
+    assert config["storage"] == {"uri": f"s3://logs/prod/spaces/{namespace}/checkout"}  # the parent's data
+    assert config["memoryCollection"] == collection_name(namespace, "checkout")
     assert config["source"] == {"view": {"space": "checkout", "where": "level = 'error'"}}
     assert config["embedder"] is None
     env = {e.name: e for e in cluster.deployment(namespace, "errors-indexer").spec.template.spec.containers[0].env}
