@@ -31,6 +31,7 @@ message, booleans and null are kept (they are usually constants of the statement
 from __future__ import annotations
 
 import json
+import operator
 import re
 
 MASK = "<*>"
@@ -121,27 +122,183 @@ def _json_tokens(message: str) -> str | None:
         return None
     if not isinstance(document, dict):
         return None
+    values = tuple(document.values())
+    shape = (tuple(document), tuple(map(type, values)))
+    plan = _plans.get(shape)
+    if plan is None:
+        plan = _Plan.first(shape, values)
+        if len(_plans) < _MAX_PLANS:
+            _plans[shape] = plan
+    if plan:
+        if plan.constants != plan.get_constants(values):
+            plan = _plans[shape] = plan.varying(values)
+        flat = plan.apply(values)
+        if flat is not None:
+            return flat
+    return _json_general(document)
+
+
+# The string values of a JSON line are masked in one pass of the regexes over all of them,
+# joined by `_JOIN`, instead of four passes per value: masking a short value costs mostly
+# the calls, not the scanning. The joint pass is exactly the values masked one by one: no
+# pattern starts at, ends in or looks through `_JOIN` differently from the start or end of
+# a string. Its space after a value is what the end of a string is to every pattern (a
+# quantity's optional space before the unit is followed by `␞`, never a unit); its `␞`
+# before a value is, like the start of a string, no word character, dot, dash, slash, space
+# or `<>~(`, all that the look-behinds look for. Values that contain `␞`, or are JSON
+# objects themselves (masked as JSON), are masked alone. `␞` is printable, so that
+# `isprintable()` finds whitespace other than spaces.
+_SEPARATOR = "\u241e"
+_JOIN = " " + _SEPARATOR
+# Masks in neighbouring tokens of one value (the separator stops `[^\s␞]`): `_tidy` may
+# collapse them.
+_MASKED_PAIR_IN_VALUE = re.compile(r"<\*>[^\s\u241e]*\s+[^\s\u241e]*<\*>")
+
+
+def _mask_joined(strings: tuple[str, ...] | list[str]) -> list[str] | None:
+    """mask() of each string, in one pass; None if one of them must be masked alone."""
+    joined = _JOIN.join(strings)
+    if "{" in joined or joined.count(_SEPARATOR) != len(strings) - 1:
+        return None
+    if _TWO_DOTS.search(joined):  # the gate of `_DOTTED` is per value
+        joined = _JOIN.join(
+            [_DOTTED.sub(MASK, v) if _TWO_DOTS.search(v) else v for v in strings]
+        )
+    masked = _VARIABLE.sub(MASK, _HEX_WORD.sub(MASK, joined))
+    if (
+        # Each value has single spaces between words and none around them: `_tidy` would
+        # not change it (the separator is a space, a `␞`: doubled or beside another space
+        # when a value starts or ends with one).
+        masked.isprintable()
+        and "  " not in masked
+        and _SEPARATOR + " " not in masked
+        and masked[:1] != " "
+        and masked[-1:] != " "
+        and not _MASKED_PAIR_IN_VALUE.search(masked)
+    ):
+        return masked.split(_JOIN)
+    return [_tidy(piece) for piece in masked.split(_JOIN)]
+
+
+def _getter(indexes: list[int]):
+    """A function from a tuple to the tuple of its items at `indexes`."""
+    if len(indexes) == 1:
+        index = indexes[0]
+        return lambda values: (values[index],)
+    if not indexes:
+        return lambda values: ()
+    return operator.itemgetter(*indexes)
+
+
+class _Plan:
+    """How to template the JSON objects of one shape (their keys in order, and the type of
+    each value), so that a line costs one regex pass and one format call.
+
+    The strings that were the same in every line of the shape so far are in the template
+    already, masked: `time={0} level=info msg=took <*> ok={b0} n=<*>`. A line whose
+    constants differ makes a new plan in which they vary. Plans are immutable.
+    """
+
+    __slots__ = ("keys", "types", "constants", "get_constants", "_varying", "_get_varying",
+                 "_booleans", "_format", "_constant_template")
+
+    def __init__(self, keys, types, constant: dict[int, str]) -> None:
+        self.keys, self.types = keys, types
+        fields = []
+        varying: list[int] = []
+        self._booleans: list[int] = []
+        for i, (key, kind) in enumerate(zip(keys, types)):
+            name = key.replace("{", "{{").replace("}", "}}")
+            if kind is str:
+                if i in constant:
+                    text = mask(constant[i]) if constant[i] else ""
+                    fields.append(f"{name}=" + text.replace("{", "{{").replace("}", "}}"))
+                else:
+                    fields.append(f"{name}={{{len(varying)}}}")
+                    varying.append(i)
+            elif kind is bool:
+                fields.append(f"{name}={{b{len(self._booleans)}}}")
+                self._booleans.append(i)
+            elif kind is type(None):
+                fields.append(f"{name}=null")
+            else:  # a number, or a list: its length and items vary from line to line
+                fields.append(f"{name}={MASK}")
+        template = " ".join(fields)
+        indexes = sorted(constant)
+        self.constants = tuple(constant[i] for i in indexes)
+        self.get_constants = _getter(indexes)
+        self._varying = varying
+        self._get_varying = _getter(varying) if varying else None
+        self._format = template.format
+        self._constant_template = (
+            template.format() if not varying and not self._booleans else None
+        )
+
+    @classmethod
+    def first(cls, shape, values: tuple) -> _Plan | bool:
+        """The plan of a shape from its first line, or False for the shapes left to
+        `_json_general`: nested objects, and keys with whitespace (the template would
+        respace them)."""
+        keys, types = shape
+        for key, kind in zip(keys, types):
+            if kind is dict or not key or key.split() != [key]:
+                return False
+        return cls(keys, types, {i: v for i, v in enumerate(values) if types[i] is str})
+
+    def varying(self, values: tuple) -> _Plan:
+        """The plan in which the constants that `values` does not share vary."""
+        constant = {
+            i: v
+            for i, v in zip(sorted(i for i, k in enumerate(self.types)
+                                   if k is str and i not in self._varying), self.constants)
+            if values[i] == v
+        }
+        return _Plan(self.keys, self.types, constant)
+
+    def apply(self, values: tuple) -> str | None:
+        """The template of a line of this shape with these constants; None if a string
+        must be masked alone."""
+        if self._constant_template is not None:
+            return self._constant_template
+        pieces: list[str] | tuple = ()
+        if self._get_varying is not None:
+            pieces = _mask_joined(self._get_varying(values))
+            if pieces is None:
+                return None
+        if self._booleans:
+            flags = {f"b{n}": "true" if values[i] else "false"
+                     for n, i in enumerate(self._booleans)}
+            return self._format(*pieces, **flags)
+        return self._format(*pieces)
+
+
+_plans: dict[tuple[tuple[str, ...], tuple[type, ...]], _Plan | bool] = {}
+_MAX_PLANS = 4096
+
+
+def _json_general(document: dict) -> str:
     parts: list[str] = []
-    pending: list[tuple[int, str, str]] = []  # (index in parts, key, string to mask)
+    pending: list[tuple[int, str]] = []  # (index in parts, string to mask)
     _flatten(document, "", parts, pending)
     if pending:
-        _mask_strings(parts, pending)
+        strings = [value for _, value in pending]
+        masked = _mask_joined(strings)
+        if masked is None:
+            masked = [mask(value) for value in strings]
+        for (index, _), text in zip(pending, masked):
+            parts[index] += text
     return " ".join(" ".join(parts).split())
 
 
-def _flatten(
-    document: dict, prefix: str, parts: list[str], pending: list[tuple[int, str, str]]
-) -> None:
-    """Append `key=value` parts, nested objects under dotted keys; non-empty strings are
-    left as placeholders in `pending`, to be masked together by `_mask_strings`."""
+def _flatten(document: dict, prefix: str, parts: list[str], pending: list[tuple[int, str]]) -> None:
+    """Append `key=value` parts, nested objects under dotted keys; a non-empty string is
+    left as `key=` in `parts` and (index, string) in `pending`, to be masked."""
     for name, value in document.items():
         key = f"{prefix}.{name}" if prefix else str(name)
         if type(value) is str:
             if value:
-                pending.append((len(parts), key, value))
-                parts.append("")
-            else:
-                parts.append(key + "=")
+                pending.append((len(parts), value))
+            parts.append(key + "=")
         elif isinstance(value, dict):
             _flatten(value, key, parts, pending)
         elif value is True:
@@ -152,70 +309,3 @@ def _flatten(
             parts.append(key + "=null")
         else:  # a number, or a list: its length and items vary from line to line
             parts.append(key + "=" + MASK)
-
-
-# The string values of a JSON line are masked in one pass of the regexes over all of them,
-# joined by `_JOIN`, instead of four passes per value: masking each value alone costs
-# mostly the calls, not the scanning. The joint pass is exactly the values masked one by
-# one: no variable pattern starts at, ends in or looks through `_JOIN` differently from the
-# start or end of a string. Its space after a value is what the end of a string is to every
-# pattern (a quantity's optional space before the unit is followed by \x00, never a unit);
-# its \x00 before a value is, like the start of a string, no word character, dot, dash,
-# slash, space or `<>~(`, all that the look-behinds look for. Values that contain \x00, or
-# that are JSON objects themselves, are masked alone.
-_JOIN = " \x00"
-# Masked strings remembered per JSON key, for the keys whose values repeat (level, service,
-# a message without variables...): mask() is a pure function, so this only saves work. A key
-# that shows more than `_MEMO_VALUES` distinct strings holds variables: it is no longer
-# remembered. Bounded: at most `_MEMO_KEYS` keys, strings of at most `_MEMO_CHARS`.
-_MEMO_KEYS = 256
-_MEMO_VALUES = 128
-_MEMO_CHARS = 256
-_memo: dict[str, dict[str, str] | None] = {}
-
-
-def _mask_strings(parts: list[str], pending: list[tuple[int, str, str]]) -> None:
-    """Fill `parts[i]` with `key=<masked value>` for every pending (i, key, value)."""
-    memo = _memo
-    todo: list[tuple[int, str, str]] = []
-    joined: list[str] = []
-    for item in pending:
-        index, key, value = item
-        known = memo.get(key)
-        if known is not None:
-            masked = known.get(value)
-            if masked is not None:
-                parts[index] = f"{key}={masked}"
-                continue
-        if "\x00" in value or (value[0] == "{" and value[-1] == "}"):
-            masked = mask(value)
-            parts[index] = f"{key}={masked}"
-            _remember(key, value, masked)
-            continue
-        if _TWO_DOTS.search(value):
-            joined.append(_DOTTED.sub(MASK, value))
-        else:
-            joined.append(value)
-        todo.append(item)
-    if not todo:
-        return
-    masked_all = _VARIABLE.sub(MASK, _HEX_WORD.sub(MASK, _JOIN.join(joined)))
-    pieces = masked_all.split(_JOIN) if len(todo) > 1 else [masked_all]
-    for (index, key, value), masked in zip(todo, pieces):
-        masked = _tidy(masked)
-        parts[index] = f"{key}={masked}"
-        _remember(key, value, masked)
-
-
-def _remember(key: str, value: str, masked: str) -> None:
-    known = _memo.get(key, False)
-    if known is False:
-        if len(_memo) >= _MEMO_KEYS:
-            return
-        known = _memo[key] = {}
-    if known is None or len(value) > _MEMO_CHARS:
-        return
-    if len(known) >= _MEMO_VALUES:
-        _memo[key] = None  # a variable: too many distinct values to be worth remembering
-        return
-    known[value] = masked
