@@ -31,11 +31,14 @@ type Config struct {
 	ZstdLevel    string
 }
 
-var zstdLevels = map[string]zstd.Level{
-	"fastest": zstd.SpeedFastest,
-	"default": zstd.SpeedDefault,
-	"better":  zstd.SpeedBetterCompression,
-	"best":    zstd.SpeedBestCompression,
+// One codec per level for the whole process: a codec pools its zstd
+// encoders, whose history buffers are megabytes each. A codec per file
+// would allocate them again for every window.
+var zstdLevels = map[string]*zstd.Codec{
+	"fastest": {Level: zstd.SpeedFastest},
+	"default": {Level: zstd.SpeedDefault},
+	"better":  {Level: zstd.SpeedBetterCompression},
+	"best":    {Level: zstd.SpeedBestCompression},
 }
 
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
@@ -63,16 +66,16 @@ type Writer struct {
 }
 
 func NewWriter(out io.Writer, cfg Config) *Writer {
-	level, ok := zstdLevels[cfg.ZstdLevel]
+	codec, ok := zstdLevels[cfg.ZstdLevel]
 	if !ok {
-		level = zstd.SpeedDefault
+		codec = zstdLevels["default"]
 	}
 	rowGroup := cfg.RowGroupRows
 	if rowGroup < 1 {
 		rowGroup = 100_000
 	}
 	return &Writer{w: pq.NewGenericWriter[Row](out,
-		pq.Compression(&zstd.Codec{Level: level}),
+		pq.Compression(codec),
 		pq.MaxRowsPerRowGroup(rowGroup),
 		pq.CreatedBy("monologue loki-shipper", "", ""),
 	)}
