@@ -98,8 +98,11 @@ def classify(unit: str) -> str:
     return WORD
 
 
-def _units(line: str, limit: int = MAX_HEADER_UNITS + 3, pos: int = 0) -> list[tuple[str, int, bool]]:
-    """The first units of a line: (text, offset where it ends, whether 2+ spaces follow)."""
+def _units(
+    line: str, limit: int = MAX_HEADER_UNITS + 3, pos: int = 0
+) -> list[tuple[str, int, bool]]:
+    """The first `limit` units of a line from `pos`: (text, offset where it ends, whether 2+
+    spaces follow)."""
     units = []
     for _ in range(limit):
         m = _UNIT.match(line, pos)
@@ -116,8 +119,16 @@ def _units(line: str, limit: int = MAX_HEADER_UNITS + 3, pos: int = 0) -> list[t
 _FIRST_UNITS = 6
 
 
+# Three `key=value` units and a fourth starting with a letter (logfmt): no header, as the
+# first unit is a plain word (a `=` in it) followed by neither a component, a dash nor a
+# level, and not by words sandwiched before numbers (the fourth unit is no number).
+_NO_HEADER = re.compile(r"\s*(?:[A-Za-z_][^\s=]*=\S*\s+){3}[A-Za-z_]")
+
+
 def _scan(line: str) -> tuple[str, int]:
     """Recognise the header of one line: (class sequence, offset where the message starts)."""
+    if _NO_HEADER.match(line):
+        return "", 0
     # Most lines without a header (logfmt, plain messages) are told apart by their first
     # units: scan those first, and all of them only when the first one is not the end.
     units = _units(line, _FIRST_UNITS)

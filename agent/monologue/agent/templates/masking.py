@@ -126,9 +126,9 @@ def _json_tokens(message: str) -> str | None:
     shape = (tuple(document), tuple(map(type, values)))
     plan = _plans.get(shape)
     if plan is None:
-        plan = _Plan.first(shape, values)
-        if len(_plans) < _MAX_PLANS:
-            _plans[shape] = plan
+        if len(_plans) >= _MAX_PLANS:
+            return _json_general(document)
+        plan = _plans[shape] = _Plan.first(shape, values)
     if plan:
         if plan.constants != plan.get_constants(values):
             plan = _plans[shape] = plan.varying(values)
@@ -143,16 +143,16 @@ def _json_tokens(message: str) -> str | None:
 # the calls, not the scanning. The joint pass is exactly the values masked one by one: no
 # pattern starts at, ends in or looks through `_JOIN` differently from the start or end of
 # a string. Its space after a value is what the end of a string is to every pattern (a
-# quantity's optional space before the unit is followed by `␞`, never a unit); its `␞`
+# quantity's optional space before the unit is followed by `^`, never a unit); its `^`
 # before a value is, like the start of a string, no word character, dot, dash, slash, space
-# or `<>~(`, all that the look-behinds look for. Values that contain `␞`, or are JSON
-# objects themselves (masked as JSON), are masked alone. `␞` is printable, so that
+# or `<>~(`, all that the look-behinds look for. Values that contain `^`, or are JSON
+# objects themselves (masked as JSON), are masked alone. `^` is printable, so that
 # `isprintable()` finds whitespace other than spaces.
-_SEPARATOR = "\u241e"
+_SEPARATOR = "^"
 _JOIN = " " + _SEPARATOR
-# Masks in neighbouring tokens of one value (the separator stops `[^\s␞]`): `_tidy` may
+# Masks in neighbouring tokens of one value (the separator stops `[^\s^]`): `_tidy` may
 # collapse them.
-_MASKED_PAIR_IN_VALUE = re.compile(r"<\*>[^\s\u241e]*\s+[^\s\u241e]*<\*>")
+_MASKED_PAIR_IN_VALUE = re.compile(r"<\*>[^\s^]*\s+[^\s^]*<\*>")
 
 
 def _mask_joined(strings: tuple[str, ...] | list[str]) -> list[str] | None:
@@ -167,7 +167,7 @@ def _mask_joined(strings: tuple[str, ...] | list[str]) -> list[str] | None:
     masked = _VARIABLE.sub(MASK, _HEX_WORD.sub(MASK, joined))
     if (
         # Each value has single spaces between words and none around them: `_tidy` would
-        # not change it (the separator is a space, a `␞`: doubled or beside another space
+        # not change it (the separator is a space, a `^`: doubled or beside another space
         # when a value starts or ends with one).
         masked.isprintable()
         and "  " not in masked
