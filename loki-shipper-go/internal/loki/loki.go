@@ -153,7 +153,7 @@ func (c *Client) readPages(ctx context.Context, from, to int64, fn func([]Entry)
 	cursor := from
 	seen := map[entryKey]struct{}{} // entries at timestamp == cursor already passed on
 	for cursor < to {
-		page, err := c.page(ctx, cursor, to, c.limit)
+		page, err := c.page(ctx, cursor, to, 0)
 		if err != nil {
 			return err
 		}
@@ -242,12 +242,24 @@ func (c *Client) readOneNanosecond(ctx context.Context, ts int64, seen map[entry
 	}
 }
 
-// page fetches up to limit entries of [from, to), sorted by timestamp.
+// page fetches up to limit entries of [from, to), sorted by timestamp;
+// limit 0 is the client's page size, which a retry may have lowered.
 func (c *Client) page(ctx context.Context, from, to int64, limit int) ([]Entry, error) {
 	var entries []Entry
 	err := retry.Do(ctx, c.retry, func(ctx context.Context) error {
 		var err error
-		entries, err = c.fetch(ctx, from, to, limit)
+		n := limit
+		if n == 0 {
+			n = c.limit
+		}
+		entries, err = c.fetch(ctx, from, to, n)
+		if errors.Is(err, errTooSlow) && limit == 0 && c.limit > 1 {
+			// A page too large to answer in time (or, behind a query
+			// frontend, too large for its gRPC messages) fails the same way
+			// on every retry: ask for smaller pages.
+			c.limit = max(c.limit/2, 1)
+			c.log.Warn("query_range timed out; halving the page size", "limit", c.limit)
+		}
 		if c.OnAttempt != nil {
 			c.OnAttempt(err)
 		}
@@ -255,6 +267,8 @@ func (c *Client) page(ctx context.Context, from, to int64, limit int) ([]Entry, 
 	}, c.OnRetry)
 	return entries, err
 }
+
+var errTooSlow = errors.New("query_range timed out")
 
 var limitRefused = regexp.MustCompile(`max_entries_limit_per_query \((\d+) > (\d+)\)`)
 
@@ -284,12 +298,18 @@ func (c *Client) fetch(ctx context.Context, from, to int64, limit int) ([]Entry,
 		if ctx.Err() != nil && context.Cause(ctx) != context.DeadlineExceeded {
 			return nil, err // the caller is stopping
 		}
+		if ctx.Err() != nil {
+			err = errors.Join(errTooSlow, err)
+		}
 		return nil, retry.Transient(fmt.Errorf("loki query_range: %w", err), 0)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 2048))
 		err := fmt.Errorf("loki query_range: %s: %s", resp.Status, strings.TrimSpace(string(body)))
+		if resp.StatusCode == http.StatusGatewayTimeout {
+			err = errors.Join(errTooSlow, err)
+		}
 		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500 {
 			return nil, retry.Transient(err, retryAfter(resp.Header.Get("Retry-After")))
 		}
