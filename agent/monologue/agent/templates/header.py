@@ -20,6 +20,10 @@ lines of the stream are cut by the first pattern that matches them, which keeps 
 same position for every line of a stream (a message that happens to start with a number is not
 eaten by one line and kept by the next) and is several times faster than scanning. Patterns
 are only ever appended, so a line is always cut by the same pattern after a restart.
+
+Lines without a header match no pattern and are scanned each time; the scan stops after the
+first units when the first one already ends it (logfmt lines, most plain messages), and
+JSON lines are not scanned at all.
 """
 
 from __future__ import annotations
