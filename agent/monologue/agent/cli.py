@@ -21,7 +21,7 @@ from pathlib import Path
 
 from monologue.common import jsonlog
 
-from . import eval_templates, wiring
+from . import eval_logqa, eval_templates, wiring
 from .space import SpaceNotFound, SpaceRegistry
 
 log = logging.getLogger("monologue.cli")
@@ -390,7 +390,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(run=cmd_agent_serve)
 
     p = sub.add_parser("eval", help="evaluations")
-    eval_templates.add_parser(p.add_subparsers(dest="eval_command", required=True, metavar="WHAT"))
+    evaluations = p.add_subparsers(dest="eval_command", required=True, metavar="WHAT")
+    eval_templates.add_parser(evaluations)
+    eval_logqa.add_parser(evaluations)
     return parser
 
 
