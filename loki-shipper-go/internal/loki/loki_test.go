@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	pq "github.com/parquet-go/parquet-go"
+
 	"monologue.dev/loki-shipper/internal/retry"
 )
 
@@ -73,6 +75,21 @@ func (f *fakeLoki) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for s, values := range byStream {
 		result = append(result, map[string]any{"stream": f.streams[s], "values": values})
 	}
+	if r.Header.Get("Accept") == parquetType {
+		// Loki's Parquet response: rows grouped by stream, each with its labels.
+		var rows []parquetRow
+		for s, values := range byStream {
+			for _, v := range values {
+				ts, _ := strconv.ParseInt(v[0], 10, 64)
+				rows = append(rows, parquetRow{Timestamp: ts, Labels: f.streams[s], Line: v[1]})
+			}
+		}
+		w.Header().Set("Content-Type", parquetType)
+		if len(rows) > 0 {
+			_ = pq.Write(w, rows)
+		}
+		return
+	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(map[string]any{"status": "success", "data": map[string]any{"resultType": "streams", "result": result}})
 }
@@ -89,10 +106,14 @@ func newFake(lines, perTimestamp, streams int) *fakeLoki {
 }
 
 func readAll(t *testing.T, f *fakeLoki, limit int, from, to int64) (map[string]int, []int64, error) {
+	return readAllAs(t, f, FormatJSON, limit, from, to)
+}
+
+func readAllAs(t *testing.T, f *fakeLoki, format string, limit int, from, to int64) (map[string]int, []int64, error) {
 	t.Helper()
 	srv := httptest.NewServer(f)
 	defer srv.Close()
-	c := NewClient(Config{URL: srv.URL, Query: `{app="api"}`, Limit: limit, Timeout: 5 * time.Second, Format: FormatJSON},
+	c := NewClient(Config{URL: srv.URL, Query: `{app="api"}`, Limit: limit, Timeout: 5 * time.Second, Format: format},
 		retry.Config{InitialBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	seen := map[string]int{}
 	var order []int64
@@ -124,24 +145,26 @@ func TestReadPagesThroughEveryLineOnce(t *testing.T) {
 		{"an empty range reads nothing", 100, 1, 1, 10, 5000, 6000, 0},
 	}
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			f := newFake(tc.lines, tc.perTimestamp, tc.streams)
-			seen, order, err := readAll(t, f, tc.limit, tc.from, tc.to)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(seen) != tc.wantLines {
-				t.Errorf("%d distinct lines, want %d", len(seen), tc.wantLines)
-			}
-			for k, n := range seen {
-				if n != 1 {
-					t.Errorf("%s read %d times", k, n)
+		for _, format := range []string{FormatJSON, FormatParquet} {
+			t.Run(tc.name+" ("+format+")", func(t *testing.T) {
+				f := newFake(tc.lines, tc.perTimestamp, tc.streams)
+				seen, order, err := readAllAs(t, f, format, tc.limit, tc.from, tc.to)
+				if err != nil {
+					t.Fatal(err)
 				}
-			}
-			if !sort.SliceIsSorted(order, func(i, j int) bool { return order[i] < order[j] }) {
-				t.Error("lines not in timestamp order")
-			}
-		})
+				if len(seen) != tc.wantLines {
+					t.Errorf("%d distinct lines, want %d", len(seen), tc.wantLines)
+				}
+				for k, n := range seen {
+					if n != 1 {
+						t.Errorf("%s read %d times", k, n)
+					}
+				}
+				if !sort.SliceIsSorted(order, func(i, j int) bool { return order[i] < order[j] }) {
+					t.Error("lines not in timestamp order")
+				}
+			})
+		}
 	}
 }
 
