@@ -17,24 +17,23 @@ from monologue.model_server.service import ModelServer, Settings, create_server
 from monologue.model_server.sources import resolve
 
 
-@pytest.fixture(scope="module")
-def http_gen(generation_model):
-    model = ModelServer(Settings(model=str(generation_model), role="generation", context_size=1024))
+def serve_http(model_path, role, context_size):
+    model = ModelServer(Settings(model=str(model_path), role=role, context_size=context_size))
     model.load()
     httpd, port = start_http("127.0.0.1", 0, model)
     yield model, f"http://127.0.0.1:{port}"
     httpd.shutdown()
     model.stop()
+
+
+@pytest.fixture(scope="module")
+def http_gen(generation_model):
+    yield from serve_http(generation_model, "generation", 1024)
 
 
 @pytest.fixture(scope="module")
 def http_emb(embedding_model):
-    model = ModelServer(Settings(model=str(embedding_model), role="embedding", context_size=512))
-    model.load()
-    httpd, port = start_http("127.0.0.1", 0, model)
-    yield model, f"http://127.0.0.1:{port}"
-    httpd.shutdown()
-    model.stop()
+    yield from serve_http(embedding_model, "embedding", 512)
 
 
 def client(url: str) -> openai.OpenAI:
