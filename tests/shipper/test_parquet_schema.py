@@ -49,6 +49,14 @@ def test_a_file_written_by_the_go_writer_matches_the_shared_schema(tmp_path):
     assert table.column("timestamp").cast(pa.int64()).to_pylist() == [
         1700000000000000000, 1700000000000000001, 1700000000000000002]
 
+    # The Python side (file ingest) reads fields and levels the same way.
+    from monologue.agent import logschema
+
+    for row in rows:
+        fields = logschema.parse_fields(row["line"])
+        assert (fields or {}) == row["fields"], row["line"]
+        assert logschema.level_of(row["line"], fields) == row["level"], row["line"]
+
 
 def test_line_id_vectors_agree_with_the_reference_in_the_schema_readme():
     vectors = json.loads((support.SCHEMA.parent / "line_id_vectors.json").read_text())["vectors"]

@@ -96,26 +96,71 @@ def level_from_prefix(line: str) -> str | None:
 
 
 # ------------------------------------------------------------------ fields
+# As schema/README.md defines them, so the Go shipper and file ingest agree.
 
-_LOGFMT_PAIR = re.compile(r'([A-Za-z_][\w.\-/]*)=("(?:[^"\\]|\\.)*"|[^\s"]*)')
+_DECODER = json.JSONDecoder()
+_JSON_SPACE = " \t\n\r"
+_LOGFMT_LINE = re.compile(r'[ \t]*(?:[^=\s"]+=(?:"(?:[^"\\]|\\.)*"|[^\s"]*)(?:[ \t]+|$))+')
+_LOGFMT_PAIR = re.compile(r'([^=\s"]+)=("(?:[^"\\]|\\.)*"|[^\s"]*)')
+
+
+def _json_fields(line: str) -> dict[str, str] | None:
+    """Top-level keys of a line that is exactly one JSON object; non-string values as written."""
+    i = len(line) - len(line.lstrip(" \t"))
+    if not line.startswith("{", i):
+        return None
+    fields: dict[str, str] = {}
+    try:
+        i = _skip(line, i + 1)
+        if line.startswith("}", i):
+            return fields if _skip(line, i + 1) == len(line) else None
+        while True:
+            if not line.startswith('"', i):
+                return None
+            key, i = json.decoder.scanstring(line, i + 1)
+            i = _skip(line, i)
+            if not line.startswith(":", i):
+                return None
+            i = _skip(line, i + 1)
+            value, end = _DECODER.raw_decode(line, i)
+            fields[key] = value if isinstance(value, str) else line[i:end]
+            i = _skip(line, end)
+            if line.startswith(",", i):
+                i = _skip(line, i + 1)
+            elif line.startswith("}", i):
+                return fields if _skip(line, i + 1) == len(line) else None
+            else:
+                return None
+    except (ValueError, IndexError):
+        return None
+
+
+def _skip(line: str, i: int) -> int:
+    while i < len(line) and line[i] in _JSON_SPACE:
+        i += 1
+    return i
+
+
+def _logfmt_fields(line: str) -> dict[str, str] | None:
+    if "=" not in line or not _LOGFMT_LINE.fullmatch(line):
+        return None
+    fields = {}
+    for key, value in _LOGFMT_PAIR.findall(line):
+        if value.startswith('"'):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                value = value[1:-1]
+        fields[key] = value
+    return fields
 
 
 def parse_fields(line: str) -> dict[str, str] | None:
     """Top-level keys of a JSON object or logfmt line; None for other lines."""
-    stripped = line.strip()
-    if stripped.startswith("{") and stripped.endswith("}"):
-        try:
-            obj = json.loads(stripped)
-        except ValueError:
-            obj = None
-        if isinstance(obj, dict):
-            return {k: v if isinstance(v, str) else json.dumps(v) for k, v in obj.items()}
-    pairs = _LOGFMT_PAIR.findall(stripped)
-    # logfmt only when key=value pairs make up the line, not a stray "a=b" in prose
-    if len(pairs) >= 2 and sum(len(k) + len(v) + 1 for k, v in pairs) >= 0.6 * len(stripped.replace(" ", "")):
-        return {k: json.loads(v) if v.startswith('"') else v for k, v in pairs}
-    return None
+    fields = _json_fields(line)
+    return fields if fields is not None else _logfmt_fields(line)
 
 
 def level_of(line: str, fields: dict[str, str] | None) -> str | None:
-    return (level_from_fields(fields) if fields else None) or level_from_prefix(line)
+    """JSON and logfmt lines: their level key only; other lines: a level word up front."""
+    return level_from_fields(fields) if fields is not None else level_from_prefix(line)
