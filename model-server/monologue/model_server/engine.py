@@ -181,15 +181,6 @@ class Engine:
                 f"the context window ({self.window} tokens)"
             )
         grammar = self._grammar(params)
-        generated = 0
-
-        def count_tokens(_input_ids, scores):
-            # llama-cpp-python calls logits processors once per sampled token:
-            # the exact completion token count, which its stream does not report.
-            nonlocal generated
-            generated += 1
-            return scores
-
         stream = self.llm.create_completion(
             prompt,
             max_tokens=params.max_tokens,
@@ -198,14 +189,15 @@ class Engine:
             stop=[*params.stop, *template_stops] or None,
             seed=params.seed,
             grammar=grammar,
-            logits_processor=[count_tokens],
             stream=True,
         )
         finish_reason = "stop"
+        parts = []
         try:
             for part in stream:
                 choice = part["choices"][0]
                 if choice["text"]:
+                    parts.append(choice["text"])
                     yield Chunk(choice["text"])
                 if choice.get("finish_reason"):
                     finish_reason = choice["finish_reason"]
@@ -214,6 +206,9 @@ class Engine:
                     break
         finally:
             stream.close()
+        # The stream reports no usage; re-tokenizing the text is cheaper than a
+        # per-token logits processor (which copies the whole vocabulary's logits).
+        generated = len(self.llm.tokenize("".join(parts).encode(), add_bos=False, special=True))
         yield Chunk("", finish_reason, prompt_tokens, generated)
 
     # ------------------------------------------------------------ embeddings
