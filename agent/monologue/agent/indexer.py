@@ -174,7 +174,7 @@ class Indexer:
 
     def _quarantine(self, path: str, err: Exception) -> None:
         target = storage.join(self.root, QUARANTINE_DIR, self._key(path))
-        self.fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
+        storage.ensure_parent(self.fs, target)
         self.fs.move(path, target)
         log.error("quarantined an unreadable object", extra={"object": self._key(path), "error": str(err),
                                                              "moved_to": self._key(target)})

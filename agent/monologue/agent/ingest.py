@@ -208,7 +208,7 @@ def write_objects(table: pa.Table, space_uri: str, tag: str) -> list[str]:
         part = table.filter(pc.equal(days, day))
         start, end = part["timestamp"][0].value, part["timestamp"][-1].value
         path = storage.join(root, f"dt={day}", f"{_stamp(start)}_{_stamp(end)}_{tag}.parquet")
-        fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+        storage.ensure_parent(fs, path)
         pq.write_table(part, path, filesystem=fs, compression="zstd")
         written.append(path)
     return written

@@ -33,10 +33,15 @@ def join(*parts: str) -> str:
     return "/".join(p.strip("/") if i else p.rstrip("/") for i, p in enumerate(parts) if p)
 
 
+def ensure_parent(fs: pafs.FileSystem, path: str) -> None:
+    """Local directories must exist; S3 has none (creating them writes marker objects)."""
+    if isinstance(fs, pafs.LocalFileSystem):
+        fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+
+
 def write_atomic(fs: pafs.FileSystem, path: str, data: bytes) -> None:
     """Whole-or-nothing write: S3 puts are atomic; locally, write then rename."""
-    parent = path.rsplit("/", 1)[0]
-    fs.create_dir(parent, recursive=True)
+    ensure_parent(fs, path)
     if isinstance(fs, pafs.LocalFileSystem):
         tmp = f"{path}.tmp-{os.getpid()}"
         with fs.open_output_stream(tmp) as out:

@@ -1,0 +1,40 @@
+"""A Space over S3 (the harness's real endpoint): ingest, index, SQL views, recall."""
+
+from __future__ import annotations
+
+import boto3
+from monologue.agent.indexer import Indexer
+from monologue.agent.ingest import ingest
+from monologue.agent.memory import LanceStore
+from monologue.agent.recall import SpaceMemory
+from monologue.agent.redact import Redactor
+from monologue.agent.space import Space
+
+
+def test_a_space_on_s3_is_ingested_indexed_and_queried(s3_env, tmp_path, local_embedder):
+    boto3.client("s3").create_bucket(Bucket="spaces")
+    log = tmp_path / "app.log"
+    log.write_text("".join(f"2026-11-02T09:00:{i:02d}Z INFO order {i} placed for tenant acme-{i % 3}\n"
+                           for i in range(40)) + "2026-11-02T09:01:00Z ERROR order 99 failed: card declined\n")
+    space = Space("shop", "s3://spaces/default/shop", collection="shop",
+                  extra_patterns=[r"acme-\d"])  # a Space's own redaction pattern
+    report = ingest(log, space.uri, show_progress=False)
+    keys = [o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket="spaces")["Contents"]]
+    assert all(k.startswith("default/shop/dt=2026-11-02/") for k in keys) and len(keys) == len(report.objects)
+
+    store = LanceStore(str(tmp_path / "memory"))
+    assert Indexer(space, store, local_embedder).run_once().lines == 41
+    assert Indexer(space, store, local_embedder).run_once().objects == 0  # state kept in S3
+    keys = {o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket="spaces")["Contents"]}
+    assert "default/shop/_index/state.json" in keys and "default/shop/_index/miner.json" in keys
+
+    con = space.connect()
+    assert con.execute("SELECT count(*) FROM logs WHERE level = 'error'").fetchone()[0] == 1
+    assert con.execute("SELECT sum(lines) FROM templates").fetchone()[0] == 41
+
+    memory = SpaceMemory(space, store)
+    hits = memory.search("failed card", local_embedder.embed(["failed card"])[0], 3, None, None)
+    assert "card declined" in hits[0].text
+    texts = store.db.open_table("shop").to_arrow()["text"].to_pylist()
+    assert not any("acme-" in t for t in texts) and any("[REDACTED:custom]" in t for t in texts)
+    assert Redactor(("acme-\\d",)).redact("acme-1") == "[REDACTED:custom]"
