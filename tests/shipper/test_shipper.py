@@ -16,7 +16,7 @@ import pytest
 from harness import servers
 from harness.process import free_port
 from shipper import support
-from shipper.proxy import TcpProxy
+from harness.proxy import TcpProxy
 
 MINUTE = 60 * 10**9
 

@@ -319,9 +319,10 @@ def test_the_operator_resumes_after_a_restart_without_duplicate_work(
 
 
 def test_a_weaviate_outage_is_a_condition_and_a_retry(cluster, namespace, start_operator, operator_env, weaviate):
-    from monologue_operator_tests.proxy import TcpProxy
+    from harness.proxy import TcpProxy
 
     http, grpc = TcpProxy(weaviate.host, weaviate.http_port), TcpProxy(weaviate.host, weaviate.grpc_port)
+    http.down(), grpc.down()  # Weaviate unreachable from the start
     env = {**operator_env, "WEAVIATE_URL": f"http://127.0.0.1:{http.port}", "WEAVIATE_GRPC_PORT": str(grpc.port)}
     start_operator(env)
     try:
@@ -333,10 +334,10 @@ def test_a_weaviate_outage_is_a_condition_and_a_retry(cluster, namespace, start_
         # Everything that does not need Weaviate is in place already.
         assert cluster.deployment(namespace, "checkout-shipper") is not None
 
-        http.start(), grpc.start()  # Weaviate is back: the retry (with backoff) succeeds
+        http.up(), grpc.up()  # Weaviate is back: the retry (with backoff) succeeds
         wait_for(lambda: ready(cluster, "spaces", namespace, "checkout"), 15, "Ready after the outage")
     finally:
-        http.stop(), grpc.stop()
+        http.close(), grpc.close()
 
 
 def test_an_agent_follows_changes_of_its_spaces(cluster, namespace, operator):

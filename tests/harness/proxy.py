@@ -1,4 +1,4 @@
-"""A TCP proxy that can be switched off: the shipper's view of an S3 (or any
+"""A TCP proxy that can be switched off: a test's view of an S3 (or any
 server) outage, without losing the server's state. moto keeps its objects in
 memory, so stopping moto itself would lose the bucket, which a real S3 outage
 does not."""
