@@ -120,7 +120,7 @@ def test_embedder_outage_pauses_indexing_which_resumes_by_itself(tmp_path, embed
         server.start()
         try:
             waiter = threading.Event()
-            for _ in range(200):  # up to 20 s for the backoff to retry
+            for _ in range(300):  # up to 30 s: indexer and channel backoffs are capped below that
                 if store.count("shop") == 40:
                     break
                 waiter.wait(0.1)

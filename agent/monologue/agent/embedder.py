@@ -9,6 +9,15 @@ import numpy as np
 from monologue.api.v1 import model_pb2, model_pb2_grpc
 
 
+# gRPC's default reconnect backoff grows to 2 minutes: after an outage, a
+# channel would keep failing fast long after the model server is back.
+CHANNEL_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 500),
+    ("grpc.min_reconnect_backoff_ms", 500),
+    ("grpc.max_reconnect_backoff_ms", 5000),
+]
+
+
 class EmbedderUnavailable(ConnectionError):
     """The embedding model cannot be reached now; the caller retries later."""
 
@@ -24,7 +33,7 @@ class GrpcEmbedder:
 
     def __init__(self, endpoint: str, timeout: float = 60.0, batch: int = 128):
         self.endpoint, self.timeout, self.batch = endpoint, timeout, batch
-        self.channel = grpc.insecure_channel(endpoint)
+        self.channel = grpc.insecure_channel(endpoint, options=CHANNEL_OPTIONS)
         self.stub = model_pb2_grpc.ModelServiceStub(self.channel)
         self._dimension: int | None = None
 

@@ -7,6 +7,8 @@ from typing import Iterator, Protocol
 import grpc
 from monologue.api.v1 import model_pb2, model_pb2_grpc
 
+from .embedder import CHANNEL_OPTIONS
+
 
 class GeneratorUnavailable(ConnectionError):
     """The generation model cannot be reached now."""
@@ -23,7 +25,7 @@ class Generator(Protocol):
 class GrpcGenerator:
     def __init__(self, endpoint: str, timeout: float = 300.0):
         self.endpoint, self.timeout = endpoint, timeout
-        self.channel = grpc.insecure_channel(endpoint)
+        self.channel = grpc.insecure_channel(endpoint, options=CHANNEL_OPTIONS)
         self.stub = model_pb2_grpc.ModelServiceStub(self.channel)
         self._context_size: int | None = None
 
