@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterator
 
 from . import prompt as prompts
@@ -46,7 +46,6 @@ class Answer:
     prompt_tokens: int = 0
     generation_ms: float = 0.0
     completion_tokens: int = 0
-    extra: dict = field(default_factory=dict)
 
 
 class AnswerLog:

@@ -16,10 +16,9 @@ from dataclasses import dataclass, field
 import duckdb
 import numpy as np
 
-from .memory import Hit, VectorStore
+from .memory import RRF_K, Hit, VectorStore
 from .space import Space
 
-RRF_K = 60
 CANDIDATES_PER_RESULT = 3  # fetched per wanted line, so fusion has room
 # A view Space filters its source's memory after the search (its SQL filter may
 # use any column of `logs`, which the store does not have): fetch more.

@@ -100,17 +100,9 @@ def deployment(body: Mapping, credentials: Mapping | None, config_text: str, set
 def service(body: Mapping) -> dict:
     meta = body["metadata"]
     name = meta["name"]
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": naming.agent(name), "namespace": meta["namespace"],
-                     "labels": naming.labels(KIND, name, "agent")},
-        "spec": {
-            "selector": naming.selector(name, "agent"),
-            "ports": [{"name": "grpc", "port": GRPC_PORT, "targetPort": "grpc", "protocol": "TCP",
-                       "appProtocol": "grpc"}],
-        },
-    }
+    return pods.service(naming.agent(name), meta["namespace"], naming.labels(KIND, name, "agent"),
+                        naming.selector(name, "agent"),
+                        [{"name": "grpc", "port": GRPC_PORT, "appProtocol": "grpc"}])
 
 
 def reconcile(body: Mapping, ctx: Context) -> Outcome:

@@ -77,19 +77,10 @@ def deployment(body: Mapping, settings: Settings) -> dict:
 def service(body: Mapping) -> dict:
     meta = body["metadata"]
     name = meta["name"]
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": naming.model(name), "namespace": meta["namespace"],
-                     "labels": naming.labels(KIND, name, "model-server")},
-        "spec": {
-            "selector": naming.selector(name, "model-server"),
-            "ports": [
-                {"name": "grpc", "port": GRPC_PORT, "targetPort": "grpc", "protocol": "TCP", "appProtocol": "grpc"},
-                {"name": "http", "port": MODEL_HTTP_PORT, "targetPort": "http", "protocol": "TCP"},
-            ],
-        },
-    }
+    return pods.service(naming.model(name), meta["namespace"], naming.labels(KIND, name, "model-server"),
+                        naming.selector(name, "model-server"),
+                        [{"name": "grpc", "port": GRPC_PORT, "appProtocol": "grpc"},
+                         {"name": "http", "port": MODEL_HTTP_PORT}])
 
 
 def model_loaded(replicas: int, ready: int) -> dict:

@@ -93,3 +93,17 @@ def config_volume(configmap: str) -> tuple[dict, dict]:
     """The (volume, volumeMount) of a component's config, read-only at /etc/monologue."""
     return ({"name": "config", "configMap": {"name": configmap}},
             {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True})
+
+
+def service(name: str, namespace: str, labels: Mapping, selector: Mapping, ports: list[dict]) -> dict:
+    """A ClusterIP Service; each port targets the container port of the same name."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": namespace, "labels": dict(labels)},
+        "spec": {
+            "selector": dict(selector),
+            "ports": [{"targetPort": p["name"], "protocol": "TCP", **p} for p in ports],
+        },
+    }
+
