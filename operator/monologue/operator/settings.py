@@ -52,7 +52,7 @@ class Settings:
         env = dict(os.environ if env is None else env)
         tag = env.get("MONOLOGUE_IMAGE_TAG", _version())
         registry = env.get("MONOLOGUE_IMAGE_REGISTRY", "monologue")
-        weaviate_url = env.get("WEAVIATE_URL", "http://weaviate.monologue-system.svc:8080").rstrip("/")
+        weaviate_url = env.get("WEAVIATE_URL", "http://weaviate.monologue.svc:8080").rstrip("/")
         if urlparse(weaviate_url).scheme not in ("http", "https") or not urlparse(weaviate_url).hostname:
             raise SettingsError(f"WEAVIATE_URL={weaviate_url!r} is not an http(s)://host:port URL")
         endpoint = env.get("AWS_ENDPOINT_URL") or None
@@ -70,7 +70,7 @@ class Settings:
             weaviate_url=weaviate_url,
             weaviate_grpc_port=_int(env, "WEAVIATE_GRPC_PORT", 50051),
             weaviate_api_key=env.get("WEAVIATE_API_KEY") or None,
-            loki_url=env.get("MONOLOGUE_LOKI_URL", "http://loki.monologue-system.svc:3100").rstrip("/"),
+            loki_url=env.get("MONOLOGUE_LOKI_URL", "http://loki.monologue.svc:3100").rstrip("/"),
             aws_endpoint_url=endpoint,
             aws_region=env.get("AWS_REGION") or None,
             s3_path_style=path_style == "true",

@@ -126,7 +126,7 @@ def cluster(kubernetes, tmp_path_factory) -> Cluster:
                  30, f"the CRD {crd}.monologue.dev established")
     c.kubectl("apply", "-f", str(ROOT / "deploy" / "operator" / "namespace.yaml"))
     c.kubectl("apply", "-f", str(RBAC))
-    token = c.kubectl("create", "token", "monologue-operator", "-n", "monologue-system",
+    token = c.kubectl("create", "token", "monologue-operator", "-n", "monologue",
                       "--duration=4h").stdout.strip()
     config = tmp_path_factory.mktemp("operator") / "kubeconfig"
     admin = kubernetes_config_dict(kubernetes.kubeconfig)
