@@ -186,6 +186,62 @@ def test_kill_9_at_random_moments_still_ships_exactly_once(loki, s3, bucket, shi
     assert len(rows) >= 60_000
 
 
+def object_ranges(keys: list[str]) -> list[tuple[str, str]]:
+    """[start, end) of each object, from its name <start>_<end>.parquet (UTC, sortable)."""
+    return sorted(tuple(k.rsplit("/", 1)[1].removesuffix(".parquet").split("_")) for k in keys if k.endswith(".parquet"))
+
+
+def test_following_with_default_settings_ships_in_seconds_and_survives_kill_9(loki, s3, bucket, shipper_binary, tmp_path):
+    """Default window, lag and flush interval: while following, each flush writes the part
+    of the current window since the last one as its own object. Killed at random moments
+    (possibly between an object and its checkpoint), a restart adopts what was written
+    instead of writing an overlapping object."""
+    app = f"follow-{uuid.uuid4().hex[:8]}"
+    query = f'{{app="{app}"}}'
+    client = support.s3_client(s3)
+    start = time.time_ns()
+    args = support.shipper_args(loki.url, query, bucket, "spaces/follow", "--start=10s")
+    rng = random.Random(20240103)
+    with LivePusher(loki.url, app) as pusher:
+        for _ in range(10):
+            shipper = support.start_shipper(shipper_binary, args, s3.env, tmp_path / "shipper.log")
+            time.sleep(rng.uniform(0.5, 4.0))
+            assert shipper.process.poll() is None, shipper.log_path.read_text()[-3000:]
+            shipper.kill()
+        shipper = support.start_shipper(shipper_binary, args, s3.env, tmp_path / "shipper.log")
+        marker = f"level=info msg=\"marker {uuid.uuid4().hex}\""
+        pushed = time.monotonic()
+        support.push_lines(loki.url, {"app": app, "pod": "marker"}, [(time.time_ns(), marker)])
+        seen: set[str] = set()
+
+        def marker_shipped():
+            keys = [k for k in support.list_keys(client, bucket, "spaces/follow/dt=") if k not in seen]
+            seen.update(keys)
+            return any(marker.encode() in client.get_object(Bucket=bucket, Key=k)["Body"].read() for k in keys)
+
+        support.wait_for(marker_shipped, 60, "the marker line on S3", interval=0.2)
+        print(f"seconds from push to S3 while following: {time.monotonic() - pushed:.1f}")
+    last = max(ts for _, ts, _ in pusher.accepted)
+    try:
+        support.wait_for(
+            lambda: (cp := support.read_checkpoint(client, bucket, "spaces/follow"))
+            and cp["complete_until"] > time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(last / 1e9 + 1)),
+            60, "the shipper to catch up after the kills", interval=0.5)
+        assert shipper.stop(timeout=30) == 0
+    finally:
+        shipper.kill()
+    checkpoint = support.read_checkpoint(client, bucket, "spaces/follow")
+    until = int(time.mktime(time.strptime(checkpoint["complete_until"], "%Y-%m-%dT%H:%M:%SZ")) - time.timezone) * 10**9
+    rows = support.read_rows(client, bucket, "spaces/follow")
+    assert_exactly_once(rows, support.loki_lines(loki.url, query, start - 10 * 10**9, until))
+    pushed_subset(rows, pusher.accepted)
+    ranges = object_ranges(support.list_keys(client, bucket, "spaces/follow/"))
+    overlapping = [(a, b) for a, b in zip(ranges, ranges[1:]) if b[0] < a[1]]
+    assert not overlapping, overlapping
+    # Flushes, not whole minutes: about one object per 2 s of following.
+    assert len(ranges) > 15, ranges
+
+
 def readyz(port: int) -> int:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:

@@ -92,9 +92,9 @@ func (c *Config) Validate() error {
 
 func usage(fs *flag.FlagSet, out io.Writer) {
 	fmt.Fprint(out, `loki-shipper ships the lines of one LogQL query from Grafana Loki to Parquet objects on S3:
-<prefix>/dt=YYYY-MM-DD/<window-start>_<window-end>.parquet, one object per window, exactly once,
-with a checkpoint at <prefix>/_checkpoint.json. It catches up from the checkpoint (or --start), then
-follows Loki, shipping each window --lag after it ends.
+<prefix>/dt=YYYY-MM-DD/<start>_<end>.parquet, exactly once, with a checkpoint at
+<prefix>/_checkpoint.json. It catches up from the checkpoint (or --start) one object per window,
+then follows Loki: every --flush-interval, the lines older than --lag become one more object.
 
 Usage:
   loki-shipper --loki.url=http://loki:3100 --loki.query='{namespace="prod"}' \

@@ -22,7 +22,7 @@ func TestParse(t *testing.T) {
 			name: "the required flags alone give sane defaults",
 			args: required,
 			check: func(c *Config) string {
-				if c.Shipper.Window != time.Minute || c.Shipper.Lag != 30*time.Second || c.Loki.Limit != 5000 || c.Shipper.Once {
+				if c.Shipper.Window != time.Minute || c.Shipper.Lag != 3*time.Second || c.Shipper.FlushInterval != 2*time.Second || c.Loki.Limit != 5000 || c.Shipper.Once {
 					return "unexpected defaults"
 				}
 				return ""
@@ -53,6 +53,7 @@ func TestParse(t *testing.T) {
 		{name: "a window that does not divide a day is refused", args: append([]string{"--window=7m"}, required...), wantErr: "must divide 24h"},
 		{name: "a sub-second window is refused", args: append([]string{"--window=1500ms"}, required...), wantErr: "whole number of seconds"},
 		{name: "a metric-looking query is refused", args: []string{"--loki.url=http://l:3100", "--loki.query=rate({a=\"b\"}[1m])", "--s3.bucket=b"}, wantErr: "stream selector"},
+		{name: "a sub-second flush interval is refused", args: append([]string{"--flush-interval=500ms"}, required...), wantErr: "--flush-interval must be 0"},
 		{name: "--end without --once is refused", args: append([]string{"--end=1h"}, required...), wantErr: "--end needs --once"},
 		{name: "a bad time is explained", args: append([]string{"--start=yesterday"}, required...), wantErr: "neither an RFC 3339 time"},
 		{name: "a bad environment value names its variable", args: required, env: map[string]string{"LOKI_SHIPPER_LAG": "soon"}, wantErr: "LOKI_SHIPPER_LAG"},

@@ -12,6 +12,7 @@ import (
 type Config struct {
 	Window          time.Duration
 	Lag             time.Duration
+	FlushInterval   time.Duration
 	Start           string
 	End             string
 	Once            bool
@@ -22,8 +23,10 @@ type Config struct {
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.Window, "window", time.Minute,
 		"Time span of one Parquet object. Must divide 24h; windows are aligned to it in UTC.")
-	fs.DurationVar(&c.Lag, "lag", 30*time.Second,
-		"How long after a window ends it is shipped, so that late lines reach Loki first. Lines later than this are not shipped.")
+	fs.DurationVar(&c.Lag, "lag", 3*time.Second,
+		"How far behind now the shipper reads, so that lines reach Loki first. Lines that reach Loki later than this after their timestamp are not shipped.")
+	fs.DurationVar(&c.FlushInterval, "flush-interval", 2*time.Second,
+		"Once caught up, how often to ship the lines older than --lag: each flush writes the part of the current window since the last one as its own object. 0: only whole windows, each --lag after it ends.")
 	fs.StringVar(&c.Start, "start", "1h",
 		`Where to begin when there is no checkpoint (and for --once): an RFC 3339 time ("2024-01-02T10:00:00Z") or a duration before now ("24h").`)
 	fs.StringVar(&c.End, "end", "",
@@ -46,6 +49,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Lag < 0 {
 		errs = append(errs, fmt.Errorf("--lag must not be negative, got %s", c.Lag))
+	}
+	if c.FlushInterval != 0 && c.FlushInterval < time.Second {
+		errs = append(errs, fmt.Errorf("--flush-interval must be 0 (whole windows only) or at least 1s (object names have whole seconds), got %s", c.FlushInterval))
 	}
 	now := time.Now()
 	if _, err := ParseTime(c.Start, now); err != nil {

@@ -1,13 +1,20 @@
 // Package shipper moves one LogQL query's lines from a Source to Parquet
-// objects in a Sink, one object per aligned time window, and keeps a
-// checkpoint beside them.
+// objects in a Sink and keeps a checkpoint beside them.
 //
-// Exactly once rests on three rules: a window's object name depends only on
-// the window, so writing it again replaces it; a window is written only once
-// it is complete (its end is --lag in the past and every line before its end
-// was read); and the checkpoint moves past a window only after its object is
-// written. A crash anywhere repeats at most the windows after the
-// checkpoint, whose objects are then overwritten.
+// Time is cut into windows aligned to --window. While catching up, each
+// window with lines becomes one object. Once caught up, every
+// --flush-interval the lines older than --lag are shipped: the part of the
+// current window since the last flush becomes an object of its own, so a
+// line is on S3 seconds after it reached Loki. An object never spans two
+// windows, and its name is its [start, end).
+//
+// Exactly once rests on four rules. An object is written only after every
+// line before its end was read. The checkpoint moves past an object only
+// after the object is written. Before an object is written, the checkpoint
+// is moved to the object's start (what lies between was read and holds no
+// lines), so at most one object lies beyond the checkpoint, and it starts
+// exactly there. A restart adopts that object (its end becomes the
+// checkpoint) instead of writing one that overlaps it.
 package shipper
 
 import (
@@ -16,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -46,15 +54,18 @@ type Shipper struct {
 	Health  *telemetry.Health
 	Log     *slog.Logger
 	Now     func() time.Time // for tests; time.Now when nil
+	// After waits for the next flush; time.After when nil (tests pass a fake clock's).
+	After func(time.Duration) <-chan time.Time
 
-	lastObject string // the last window written, for the checkpoint
+	lastObject string    // the last object written, for the checkpoint
+	saved      time.Time // complete_until of the last checkpoint written
 }
 
 // errStopped ends a read early once the window in hand is written.
 var errStopped = errors.New("stopped")
 
 // Run ships until ctx ends (abort: nothing more is written), stop is closed
-// (graceful: the window in hand is finished, written and checkpointed), or,
+// (graceful: the object in hand is finished, written and checkpointed), or,
 // with --once, the range is shipped. A stop is not an error.
 func (s *Shipper) Run(ctx context.Context, stop <-chan struct{}) error {
 	now := s.now()
@@ -80,9 +91,12 @@ func (s *Shipper) Run(ctx context.Context, stop <-chan struct{}) error {
 			if err := cp.Compatible(s.Query, s.Config.Window); err != nil {
 				return err
 			}
-			cursor, s.lastObject = cp.CompleteUntil, cp.LastObject
+			s.saved, s.lastObject = cp.CompleteUntil, cp.LastObject
+			s.Log.Info("resuming from checkpoint", "complete_until", cp.CompleteUntil, "last_object", cp.LastObject)
+			if cursor, err = s.adopt(ctx, cp.CompleteUntil, store); err != nil {
+				return err
+			}
 			s.Metrics.SetCompleteUntil(cursor)
-			s.Log.Info("resuming from checkpoint", "complete_until", cursor, "last_object", cp.LastObject)
 		} else {
 			s.Log.Info("no checkpoint: starting", "from", cursor)
 		}
@@ -100,8 +114,7 @@ func (s *Shipper) Run(ctx context.Context, stop <-chan struct{}) error {
 		end = s.alignUp(end)
 	}
 	for {
-		closed := s.alignDown(s.now().Add(-s.Config.Lag))
-		target := closed
+		target := s.frontier(s.now())
 		if s.Config.Once && end.Before(target) {
 			target = end
 		}
@@ -114,7 +127,7 @@ func (s *Shipper) Run(ctx context.Context, stop <-chan struct{}) error {
 			}
 			if err != nil {
 				if ctx.Err() != nil {
-					s.Log.Warn("shutdown timeout: the window in hand is given up and will be shipped after a restart", "complete_until", cursor, "error", err)
+					s.Log.Warn("shutdown timeout: the object in hand is given up and will be shipped after a restart", "complete_until", cursor, "error", err)
 					return nil
 				}
 				return err
@@ -127,20 +140,84 @@ func (s *Shipper) Run(ctx context.Context, stop <-chan struct{}) error {
 			s.Log.Info("done", "complete_until", cursor)
 			return nil
 		}
-		// Sleep until the next window closes.
-		wake := cursor.Add(s.Config.Window).Add(s.Config.Lag)
-		timer := time.NewTimer(max(wake.Sub(s.now()), 0))
+		timer := s.after(max(s.nextFlush(cursor).Sub(s.now()), 0))
 		select {
 		case <-stop:
-			timer.Stop()
+			// Progress through lineless time is checkpointed lazily (see upload): save it now.
+			if cursor.After(s.saved) {
+				if err := s.saveCheckpoint(ctx, store, cursor); err != nil && ctx.Err() == nil {
+					return err
+				}
+			}
 			s.Log.Info("stopped", "complete_until", cursor)
 			return nil
 		case <-ctx.Done():
-			timer.Stop()
 			return nil
-		case <-timer.C:
+		case <-timer:
 		}
 	}
+}
+
+// frontier is how far the shipper may read at now: everything --lag old,
+// in whole seconds (object names have seconds), or only whole windows with
+// --once or --flush-interval=0.
+func (s *Shipper) frontier(now time.Time) time.Time {
+	if s.Config.Once || s.Config.FlushInterval == 0 {
+		return s.alignDown(now.Add(-s.Config.Lag))
+	}
+	return now.Add(-s.Config.Lag).Truncate(time.Second).UTC()
+}
+
+// nextFlush is when the frontier will have moved on from cursor.
+func (s *Shipper) nextFlush(cursor time.Time) time.Time {
+	if s.Config.FlushInterval == 0 {
+		return cursor.Add(s.Config.Window).Add(s.Config.Lag)
+	}
+	return cursor.Add(s.Config.FlushInterval).Add(s.Config.Lag)
+}
+
+func (s *Shipper) after(d time.Duration) <-chan time.Time {
+	if s.After != nil {
+		return s.After(d)
+	}
+	return time.After(d)
+}
+
+// adopt returns where a resumed shipper continues: after the object that a
+// previous run wrote at the checkpoint but did not get to checkpoint (it was
+// killed in between), or at the checkpoint itself. Writing that range again
+// would give an object overlapping the first one (a flush ends wherever the
+// clock was), so the object is kept and checkpointed instead.
+func (s *Shipper) adopt(ctx context.Context, from time.Time, store checkpoint.Store) (time.Time, error) {
+	var keys []string
+	err := retry.Do(ctx, s.Retry, func(ctx context.Context) error {
+		var err error
+		keys, err = s.Sink.List(ctx, objectPrefix(from))
+		s.Health.Observe("s3", err)
+		return err
+	}, s.RetryObserver("s3"))
+	if err != nil {
+		return from, fmt.Errorf("listing the objects at the checkpoint: %w", err)
+	}
+	until, adopted := from, ""
+	for _, key := range keys {
+		if end, ok := objectEnd(key); ok && end.After(until) {
+			until, adopted = end, key
+		}
+	}
+	if adopted == "" {
+		return from, nil
+	}
+	if len(keys) > 1 {
+		// Only a --once run over the followed range writes a second object here.
+		s.Log.Warn("several objects start at the checkpoint; adopting the longest", "objects", keys, "adopted", adopted)
+	}
+	s.lastObject = adopted
+	if err := s.saveCheckpoint(ctx, store, until); err != nil {
+		return from, err
+	}
+	s.Log.Info("adopted the object written before the restart", "object", adopted, "complete_until", until)
+	return until, nil
 }
 
 func (s *Shipper) now() time.Time {
@@ -171,24 +248,42 @@ func (s *Shipper) RetryObserver(target string) func(int, error, time.Duration) {
 	}
 }
 
-// ObjectKey is the name of a window's object under the sink's prefix.
+const keyTimeLayout = "20060102T150405Z"
+
+// ObjectKey is the name of the object of [start, end) under the sink's prefix.
 func ObjectKey(start, end time.Time) string {
-	const layout = "20060102T150405Z"
-	start, end = start.UTC(), end.UTC()
-	return fmt.Sprintf("dt=%s/%s_%s.parquet", start.Format("2006-01-02"), start.Format(layout), end.Format(layout))
+	return objectPrefix(start) + end.UTC().Format(keyTimeLayout) + ".parquet"
 }
 
-// upload is one step for the uploader: write an object (unless key is
-// empty), then move the checkpoint to until.
+// objectPrefix is the start of the names of the objects starting at start.
+func objectPrefix(start time.Time) string {
+	start = start.UTC()
+	return fmt.Sprintf("dt=%s/%s_", start.Format("2006-01-02"), start.Format(keyTimeLayout))
+}
+
+// objectEnd reads the end of an object's range from its name.
+func objectEnd(key string) (time.Time, bool) {
+	name, ok := strings.CutSuffix(key[strings.LastIndexByte(key, '_')+1:], ".parquet")
+	if !ok {
+		return time.Time{}, false
+	}
+	end, err := time.Parse(keyTimeLayout, name)
+	return end, err == nil
+}
+
+// upload is one step for the uploader: write an object of [start, until)
+// (unless key is empty), then move the checkpoint to until.
 type upload struct {
 	key   string
 	body  []byte
 	lines int
 	bytes int
+	start time.Time
 	until time.Time
 }
 
-// ship ships every window in [from, to) and returns how far it got.
+// ship ships every line in [from, to), one object per window it has lines
+// in (cut to [from, to)), and returns how far it got.
 // Encoding runs here; uploads and checkpoints run in a second goroutine so
 // that the next window is read and encoded while one is uploaded.
 func (s *Shipper) ship(ctx context.Context, stop <-chan struct{}, from, to time.Time, store checkpoint.Store) (time.Time, error) {
@@ -245,14 +340,14 @@ func (s *Shipper) ship(ctx context.Context, stop <-chan struct{}, from, to time.
 		for i := range entries {
 			e := &entries[i]
 			ws := time.Unix(0, e.Timestamp).Truncate(s.Config.Window).UTC()
-			if !enc.open || !ws.Equal(enc.start) {
+			if !enc.open || !ws.Equal(enc.window) {
 				if err := finishWindow(); err != nil {
 					return err
 				}
 				if stopping() {
 					return errStopped
 				}
-				enc.begin(ws)
+				enc.begin(ws, latest(ws, from), earliest(ws.Add(s.Config.Window), to))
 			}
 			if err := enc.add(e); err != nil {
 				return err
@@ -263,7 +358,7 @@ func (s *Shipper) ship(ctx context.Context, stop <-chan struct{}, from, to time.
 	if readErr == nil {
 		readErr = finishWindow()
 		if readErr == nil {
-			// Windows without lines have no object, but the checkpoint moves past them.
+			// Time without lines has no object, but the checkpoint moves past it.
 			readErr = send(upload{until: to})
 		}
 	}
@@ -277,10 +372,17 @@ func (s *Shipper) ship(ctx context.Context, stop <-chan struct{}, from, to time.
 	return complete, readErr
 }
 
-// upload writes one window and then the checkpoint, each retried until it
+// upload writes one object and then the checkpoint, each retried until it
 // succeeds: the checkpoint never gets ahead of the data.
 func (s *Shipper) upload(ctx context.Context, u upload, store checkpoint.Store) error {
 	if u.key != "" {
+		if !s.Config.Once && !u.start.Equal(s.saved) {
+			// [saved, start) was read and holds no lines: checkpoint it first, so
+			// that this object is the only one beyond the checkpoint (see adopt).
+			if err := s.saveCheckpoint(ctx, store, u.start); err != nil {
+				return err
+			}
+		}
 		err := retry.Do(ctx, s.Retry, func(ctx context.Context) error {
 			err := s.Sink.Put(ctx, u.key, u.body)
 			s.Health.Observe("s3", err)
@@ -293,30 +395,42 @@ func (s *Shipper) upload(ctx context.Context, u upload, store checkpoint.Store) 
 		s.Metrics.Lines.Add(float64(u.lines))
 		s.Metrics.Bytes.Add(float64(u.bytes))
 		s.Metrics.ObjectBytes.Add(float64(len(u.body)))
-		s.Log.Info("window written", "object", u.key, "lines", u.lines, "bytes", len(u.body))
+		s.Log.Info("object written", "object", u.key, "lines", u.lines, "bytes", len(u.body))
 		s.lastObject = u.key
 	}
-	if !s.Config.Once {
-		cp := checkpoint.Checkpoint{Query: s.Query, Window: s.Config.Window.String(), CompleteUntil: u.until, LastObject: s.lastObject}
-		err := retry.Do(ctx, s.Retry, func(ctx context.Context) error {
-			err := store.Save(ctx, cp)
-			s.Health.Observe("s3", err)
+	// Progress through lineless time is saved once per window, not per flush:
+	// a restart reads that time again and finds nothing (or late lines).
+	if !s.Config.Once && (u.key != "" || s.alignDown(u.until).After(s.alignDown(s.saved))) {
+		if err := s.saveCheckpoint(ctx, store, u.until); err != nil {
 			return err
-		}, s.RetryObserver("s3"))
-		if err != nil {
-			return fmt.Errorf("saving the checkpoint: %w", err)
 		}
 	}
 	s.Metrics.SetCompleteUntil(u.until)
 	return nil
 }
 
-// encoder turns the entries of one window into a Parquet object, a batch
-// of rows at a time.
+func (s *Shipper) saveCheckpoint(ctx context.Context, store checkpoint.Store, until time.Time) error {
+	cp := checkpoint.Checkpoint{Query: s.Query, Window: s.Config.Window.String(), CompleteUntil: until, LastObject: s.lastObject}
+	err := retry.Do(ctx, s.Retry, func(ctx context.Context) error {
+		err := store.Save(ctx, cp)
+		s.Health.Observe("s3", err)
+		return err
+	}, s.RetryObserver("s3"))
+	if err != nil {
+		return fmt.Errorf("saving the checkpoint: %w", err)
+	}
+	s.saved = until
+	return nil
+}
+
+// encoder turns the entries of one object into Parquet, a batch of rows at
+// a time.
 type encoder struct {
 	s      *Shipper
 	open   bool
+	window time.Time // start of the aligned window the object lies in
 	start  time.Time
+	end    time.Time
 	buf    bytes.Buffer
 	w      *parquet.Writer
 	rows   []parquet.Row
@@ -327,8 +441,8 @@ type encoder struct {
 
 const rowBatch = 1024
 
-func (e *encoder) begin(start time.Time) {
-	e.open, e.start = true, start
+func (e *encoder) begin(window, start, end time.Time) {
+	e.open, e.window, e.start, e.end = true, window, start, end
 	e.buf = bytes.Buffer{}
 	e.w = parquet.NewWriter(&e.buf, e.s.Parquet)
 	e.rows, e.lines, e.bytes = e.rows[:0], 0, 0
@@ -378,6 +492,20 @@ func (e *encoder) finish() (upload, error) {
 	if err := e.w.Close(); err != nil {
 		return upload{}, err
 	}
-	end := e.start.Add(e.s.Config.Window)
-	return upload{key: ObjectKey(e.start, end), body: e.buf.Bytes(), lines: e.lines, bytes: e.bytes, until: end}, nil
+	return upload{key: ObjectKey(e.start, e.end), body: e.buf.Bytes(), lines: e.lines, bytes: e.bytes,
+		start: e.start, until: e.end}, nil
+}
+
+func latest(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+func earliest(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }

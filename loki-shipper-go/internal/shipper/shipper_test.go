@@ -59,12 +59,22 @@ func followConfig() Config {
 	return Config{Window: time.Minute, Lag: 30 * time.Second, Start: t0.Format(time.RFC3339), MaxLineBytes: 1 << 16, ShutdownTimeout: time.Second}
 }
 
-// readAll returns the line ids in every object and checks that each row
-// lies in its object's window.
+// readAll returns the line ids in every object and checks that each object
+// lies in one window, that no two objects overlap, and that each row lies in
+// its object's range.
 func readAll(t *testing.T, mem *sink.Memory) (ids map[string]int, keys []string) {
 	t.Helper()
 	ids = map[string]int{}
+	var previousEnd time.Time
 	for _, key := range mem.Keys("dt=") {
+		start, end := objectRange(t, key)
+		if window := start.Truncate(time.Minute); end.After(window.Add(time.Minute)) || ObjectKey(start, end) != key {
+			t.Errorf("%s spans two windows or is misnamed", key)
+		}
+		if start.Before(previousEnd) {
+			t.Errorf("%s overlaps the object before it", key)
+		}
+		previousEnd = end
 		body, _ := mem.Get(context.Background(), key)
 		rows, err := pq.Read[parquet.Row](bytes.NewReader(body), int64(len(body)))
 		if err != nil {
@@ -72,13 +82,25 @@ func readAll(t *testing.T, mem *sink.Memory) (ids map[string]int, keys []string)
 		}
 		for _, r := range rows {
 			ids[r.LineID]++
-			if got := ObjectKey(time.Unix(0, r.Timestamp).Truncate(time.Minute), time.Unix(0, r.Timestamp).Truncate(time.Minute).Add(time.Minute)); got != key {
-				t.Errorf("row at %d is in %s, belongs in %s", r.Timestamp, key, got)
+			if ts := time.Unix(0, r.Timestamp); ts.Before(start) || !ts.Before(end) {
+				t.Errorf("row at %d is in %s", r.Timestamp, key)
 			}
 		}
 		keys = append(keys, key)
 	}
 	return ids, keys
+}
+
+func objectRange(t *testing.T, key string) (start, end time.Time) {
+	t.Helper()
+	name := strings.TrimSuffix(key[strings.LastIndexByte(key, '/')+1:], ".parquet")
+	first, last, _ := strings.Cut(name, "_")
+	start, err1 := time.Parse(keyTimeLayout, first)
+	end, err2 := time.Parse(keyTimeLayout, last)
+	if err1 != nil || err2 != nil || !end.After(start) {
+		t.Fatalf("%s is not named <start>_<end>.parquet", key)
+	}
+	return start, end
 }
 
 func assertExactlyOnce(t *testing.T, ids map[string]int, want int) {

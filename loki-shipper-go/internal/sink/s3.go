@@ -130,6 +130,26 @@ func (s *S3) Get(ctx context.Context, key string) ([]byte, error) {
 	return body, s.classify(ctx, "get", key, err)
 }
 
+func (s *S3) List(ctx context.Context, prefix string) ([]string, error) {
+	var keys []string
+	input := &s3.ListObjectsV2Input{Bucket: aws.String(s.cfg.Bucket), Prefix: aws.String(s.key(prefix))}
+	for {
+		attempt, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+		out, err := s.client.ListObjectsV2(attempt, input)
+		cancel()
+		if err != nil {
+			return nil, s.classify(ctx, "list", prefix, err)
+		}
+		for _, object := range out.Contents {
+			keys = append(keys, strings.TrimPrefix(aws.ToString(object.Key), s.key("")))
+		}
+		if !aws.ToBool(out.IsTruncated) {
+			return keys, nil // S3 lists in key order
+		}
+		input.ContinuationToken = out.NextContinuationToken
+	}
+}
+
 // classify marks the errors worth retrying: 429, 5xx, network errors and a
 // request that timed out while the shipper itself is not stopping.
 func (s *S3) classify(ctx context.Context, op, key string, err error) error {

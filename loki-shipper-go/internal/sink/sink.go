@@ -19,6 +19,8 @@ var ErrNotFound = errors.New("object not found")
 type Sink interface {
 	Put(ctx context.Context, key string, body []byte) error
 	Get(ctx context.Context, key string) ([]byte, error)
+	// List returns the keys that start with prefix, sorted.
+	List(ctx context.Context, prefix string) ([]string, error)
 	// Describe names the location for logs, e.g. "s3://bucket/prefix".
 	Describe() string
 }
@@ -61,6 +63,18 @@ func (m *Memory) Get(_ context.Context, key string) ([]byte, error) {
 		return nil, ErrNotFound
 	}
 	return append([]byte(nil), body...), nil
+}
+
+func (m *Memory) List(_ context.Context, prefix string) ([]string, error) {
+	m.mu.Lock()
+	fail := m.Fail
+	m.mu.Unlock()
+	if fail != nil {
+		if err := fail("list", prefix); err != nil {
+			return nil, err
+		}
+	}
+	return m.Keys(prefix), nil
 }
 
 func (m *Memory) Describe() string { return "memory" }
