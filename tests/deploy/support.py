@@ -13,6 +13,12 @@ import yaml
 
 from harness.process import ROOT, binary
 
+from monologue.operator import agent as agent_kind
+from monologue.operator import modelserver as modelserver_kind
+from monologue.operator import pods
+from monologue.operator import space as space_kind
+from monologue.operator.settings import Settings
+
 DEPLOY = ROOT / "deploy"
 CRDS = ROOT / "crds"
 SCRIPT = ROOT / "Deployment.sh"
@@ -46,6 +52,45 @@ def containers(obj: dict) -> list[dict]:
     """The containers of a workload (Deployment, StatefulSet, DaemonSet, Job)."""
     spec = obj.get("spec", {}).get("template", {}).get("spec", {})
     return [*spec.get("initContainers", []), *spec.get("containers", [])]
+
+
+def find(objects: list[dict], kind: str, name: str) -> dict:
+    matches = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
+    assert len(matches) == 1, f"{kind}/{name}: {len(matches)} in the rendered manifests"
+    return matches[0]
+
+
+def env_of(container: dict) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
+
+
+def operator_env(objects: list[dict]) -> dict[str, str]:
+    return env_of(containers(find(objects, "Deployment", "monologue-operator"))[0])
+
+
+def operator_children(objects: list[dict]) -> list[dict]:
+    """What the operator renders for the samples, with the settings of deploy/'s operator."""
+    settings = Settings.from_env(operator_env(objects))
+    spaces = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Space"}
+    children = []
+    for obj in objects:
+        if obj["kind"] == "ModelServer":
+            children += [modelserver_kind.deployment(obj, settings), modelserver_kind.service(obj)]
+        elif obj["kind"] == "Space":
+            storage = {**obj["spec"]["storage"], "space": obj["metadata"]["name"]}
+            text = pods.to_json(space_kind.space_config(obj, storage, settings))
+            children += [space_kind.configmap(obj, text), space_kind.indexer(obj, storage, text, settings),
+                         space_kind.shipper(obj, storage, settings)]
+        elif obj["kind"] == "Agent":
+            configs = []
+            for name in obj["spec"]["spaces"]:
+                storage = {**spaces[name]["spec"]["storage"], "space": name}
+                configs.append(space_kind.space_config(spaces[name], storage, settings))
+            text = pods.to_json(agent_kind.agent_config(obj, configs))
+            credentials = spaces[obj["spec"]["spaces"][0]]["spec"]["storage"].get("credentials")
+            children += [agent_kind.configmap(obj, text), agent_kind.deployment(obj, credentials, text, settings),
+                         agent_kind.service(obj)]
+    return children
 
 
 def script_images() -> dict[str, Path]:

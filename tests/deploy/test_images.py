@@ -20,8 +20,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from deploy import support
-from deploy.support import DEPLOY, ROOT, parse_dockerfile, render
-from deploy.test_manifests import operator_children, operator_env
+from deploy.support import DEPLOY, ROOT, operator_children, operator_env, parse_dockerfile, render
 
 from monologue.model_server.catalog import CATALOG
 from monologue.operator.settings import Settings

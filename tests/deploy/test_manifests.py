@@ -15,13 +15,12 @@ import pytest
 import yaml
 
 from deploy import support
-from deploy.support import CRDS, DEPLOY, NAMESPACE, ROOT, kubectl, render
+from deploy.support import (
+    CRDS, DEPLOY, NAMESPACE, ROOT, env_of, find, kubectl, operator_children, operator_env, render,
+)
 from harness.process import binary, versions
 
-from monologue.operator import agent as agent_kind
-from monologue.operator import modelserver as modelserver_kind
-from monologue.operator import naming, pods
-from monologue.operator import space as space_kind
+from monologue.operator import naming
 from monologue.operator.settings import Settings
 
 PARTS = ["operator", "loki", "s3", "weaviate", "collector", "samples"]
@@ -30,20 +29,6 @@ PARTS = ["operator", "loki", "s3", "weaviate", "collector", "samples"]
 @pytest.fixture(scope="module")
 def rendered() -> list[dict]:
     return render(DEPLOY)
-
-
-def find(objects: list[dict], kind: str, name: str) -> dict:
-    matches = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
-    assert len(matches) == 1, f"{kind}/{name}: {len(matches)} in the rendered manifests"
-    return matches[0]
-
-
-def env_of(container: dict) -> dict[str, str]:
-    return {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
-
-
-def operator_env(objects: list[dict]) -> dict[str, str]:
-    return env_of(support.containers(find(objects, "Deployment", "monologue-operator"))[0])
 
 
 # ---------------------------------------------------------------- rendering
@@ -129,31 +114,6 @@ def test_the_api_server_rejects_what_it_should(apiserver, tmp_path):
     broken.write_text(yaml.safe_dump(loki))
     result = kubectl("apply", "--dry-run=server", "-f", str(broken), kubeconfig=apiserver, check=False)
     assert result.returncode != 0 and "selector" in result.stderr
-
-
-def operator_children(objects: list[dict]) -> list[dict]:
-    """What the operator renders for the samples, with the settings of deploy/'s operator."""
-    settings = Settings.from_env(operator_env(objects))
-    spaces = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Space"}
-    children = []
-    for obj in objects:
-        if obj["kind"] == "ModelServer":
-            children += [modelserver_kind.deployment(obj, settings), modelserver_kind.service(obj)]
-        elif obj["kind"] == "Space":
-            storage = {**obj["spec"]["storage"], "space": obj["metadata"]["name"]}
-            text = pods.to_json(space_kind.space_config(obj, storage, settings))
-            children += [space_kind.configmap(obj, text), space_kind.indexer(obj, storage, text, settings),
-                         space_kind.shipper(obj, storage, settings)]
-        elif obj["kind"] == "Agent":
-            configs = []
-            for name in obj["spec"]["spaces"]:
-                storage = {**spaces[name]["spec"]["storage"], "space": name}
-                configs.append(space_kind.space_config(spaces[name], storage, settings))
-            text = pods.to_json(agent_kind.agent_config(obj, configs))
-            credentials = spaces[obj["spec"]["spaces"][0]]["spec"]["storage"].get("credentials")
-            children += [agent_kind.configmap(obj, text), agent_kind.deployment(obj, credentials, text, settings),
-                         agent_kind.service(obj)]
-    return children
 
 
 def test_the_children_the_operator_renders_pass_a_server_side_dry_run(apiserver, rendered, tmp_path):
