@@ -177,6 +177,8 @@ def image_closure(install_args: list[str]) -> tuple[set[str], set[str]]:
     for arg in install_args:
         if arg.startswith("./"):
             stack.append(canonicalize_name(pyproject(ROOT / arg[2:])["name"]))
+        elif arg.startswith("/") and arg.endswith(".whl"):  # a wheel built in an earlier stage
+            stack.append(Path(arg).name.split("-")[0])
         else:
             stack.append(arg)
     while stack:
