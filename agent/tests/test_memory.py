@@ -69,6 +69,18 @@ def test_hybrid_search_finds_by_words_and_by_meaning(filled):
     assert hit.timestamp_ns == BASE_NS and hit.template_id == "T1" and hit.space == "demo"
 
 
+def test_nanosecond_timestamps_as_loki_has_them_are_stored(store, request):
+    name = collection_name("test", request.node.name)
+    store.drop(name)
+    store.ensure(name, 4)
+    table, vectors = rows(LINES[:1])
+    stamp = BASE_NS + 123_456_789
+    store.upsert(name, table.set_column(6, "timestamp", pa.array([stamp], pa.timestamp("ns", tz="UTC"))), vectors)
+    hit = store.search(name, "disk", vectors[0], limit=1)[0]
+    store.drop(name)
+    assert stamp - hit.timestamp_ns < 1000  # Weaviate keeps microseconds
+
+
 def test_upserting_the_same_lines_again_never_duplicates(filled):
     store, name = filled
     table, vectors = rows(LINES)

@@ -73,7 +73,7 @@ def object_uuid(line_id: str) -> str:
 
 def _hit(row: dict, score: float) -> Hit:
     ts = row["timestamp"]
-    ts_ns = ts.value if hasattr(ts, "value") else int(ts.timestamp() * 1e9) if ts else 0
+    ts_ns = ts if isinstance(ts, int) else int(ts.timestamp() * 1e9) if ts else 0
     return Hit(row["line_id"], row["text"], row.get("template_id") or "", row.get("template") or "",
                row.get("level"), json.loads(row.get("labels") or "{}"), ts_ns, row.get("space") or "",
                float(score))
@@ -158,7 +158,11 @@ class LanceStore:
         def ranked(query) -> list[dict]:
             if where:
                 query = query.where(where, prefilter=True)
-            return query.limit(limit).to_arrow().to_pylist()
+            found = query.limit(limit).to_arrow()
+            # As int nanoseconds: a datetime cannot hold Loki's nanoseconds.
+            found = found.set_column(found.schema.get_field_index("timestamp"), "timestamp",
+                                     found["timestamp"].cast(pa.int64()))
+            return found.to_pylist()
 
         words = ranked(table.search(text, query_type="fts")) if text.strip() else []
         meaning = ranked(table.search(vector.astype(np.float32))) if vector is not None else []
@@ -230,11 +234,12 @@ class WeaviateStore:
     def upsert(self, collection: str, rows: pa.Table, vectors: np.ndarray, known_new: bool = False) -> None:
         # Object ids derive from line_id: importing again overwrites, known_new or not.
         handle = self.client.collections.get(collection)
+        # Weaviate dates (and Python datetimes) hold microseconds; Loki's timestamps have nanoseconds.
+        column = rows.schema.get_field_index("timestamp")
+        rows = rows.set_column(column, "timestamp", rows["timestamp"].cast(pa.timestamp("us", tz="UTC"), safe=False))
         with handle.batch.fixed_size(batch_size=500, concurrent_requests=2) as batch:
             for row, vector in zip(rows.to_pylist(), vectors):
                 properties = {k: row[k] for k in ROW_SCHEMA.names if row[k] is not None}
-                properties["timestamp"] = row["timestamp"].to_pydatetime() if hasattr(
-                    row["timestamp"], "to_pydatetime") else row["timestamp"]
                 batch.add_object(properties, uuid=object_uuid(row["line_id"]), vector=vector.tolist())
         failed = handle.batch.failed_objects
         if failed:
