@@ -51,6 +51,7 @@ class SpaceMemory:
     def __init__(self, space: Space, store: VectorStore):
         self.space, self.store = space, store
         self._con: duckdb.DuckDBPyConnection | None = None
+        self._version: tuple | None = None  # the Space's index_version when _con was made
         self._lock = threading.Lock()
 
     @property
@@ -61,14 +62,15 @@ class SpaceMemory:
         # Registered Arrow datasets are visible to their own connection only, not
         # to its cursors: calls share the connection, one at a time.
         with self._lock:
-            if self._con is None:
+            version = self.space.index_version()
+            if self._con is None or version != self._version:
+                self._con, self._version = self.space.connect(), version
+            try:
+                return self._con.execute(query, params or []).fetchall()
+            except (duckdb.IOException, duckdb.InvalidInputException):
+                # An index file was rewritten between the connection's listing and this read.
                 self._con = self.space.connect()
-            return self._con.execute(query, params or []).fetchall()
-
-    def refresh(self) -> None:
-        """See objects written since the connection was made."""
-        with self._lock:
-            self._con = None
+                return self._con.execute(query, params or []).fetchall()
 
     def search(self, question: str, vector: np.ndarray | None, limit: int,
                since_ns: int | None, until_ns: int | None) -> list[Hit]:

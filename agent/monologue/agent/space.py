@@ -58,6 +58,13 @@ class Space:
                           partitioning="hive" if not relative else None,
                           exclude_invalid_files=False)
 
+    def index_version(self) -> tuple | None:
+        """Changes whenever the indexer finished an object (it writes state.json last):
+        a connection made before then misses objects and reads rewritten index files."""
+        fs, root = storage.filesystem(self.uri)
+        info = fs.get_file_info(storage.join(root, INDEX_DIR, "state.json"))
+        return None if info.type == pa.fs.FileType.NotFound else (info.mtime_ns, info.size)
+
     def connect(self) -> duckdb.DuckDBPyConnection:
         """A DuckDB connection with the `logs` and `templates` views of this Space."""
         con = duckdb.connect(config={"threads": str(os.cpu_count() or 1)})
