@@ -74,20 +74,20 @@ class Server:
     env: dict[str, str] = field(default_factory=dict)
     cwd: Path | None = None
     process: subprocess.Popen | None = None
+    inherit_env: bool = True  # False: `env` is the whole environment, as in a container
 
     def start(self, ready: Callable[[], bool], timeout: float = 60.0) -> "Server":
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(
-            self.argv,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env={**os.environ, **self.env},
-            cwd=self.cwd,
-            start_new_session=True,  # a signal to the test run does not reach it first
-        )
-        log.close()
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                self.argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **self.env} if self.inherit_env else self.env,
+                cwd=self.cwd,
+                start_new_session=True,  # a signal to the test run does not reach it first
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
