@@ -65,18 +65,18 @@ func NewMetrics(version string) *Metrics {
 		Repaired: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "loki_shipper_lines_repaired_utf8_total", Help: "Lines whose invalid UTF-8 was replaced."}),
 		Windows: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "loki_shipper_windows_written_total", Help: "Window objects written (a rewrite after a restart counts again)."}),
+			Name: "loki_shipper_windows_written_total", Help: "Objects written: windows, and flushes of the current window while following (a rewrite after a restart counts again)."}),
 		ObjectBytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "loki_shipper_object_bytes_total", Help: "Bytes of Parquet objects uploaded."}),
 		Retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "loki_shipper_retries_total", Help: "Requests retried after a 429, 5xx or network error, by target (loki, s3)."},
 			[]string{"target"}),
 		CompleteUntil: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "loki_shipper_complete_until_timestamp_seconds", Help: "End of the last window shipped and checkpointed."}),
+			Name: "loki_shipper_complete_until_timestamp_seconds", Help: "Everything before this time is shipped (the checkpoint trails it by less than a window through time without lines)."}),
 	}
 	lag := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "loki_shipper_lag_seconds",
-		Help: "How far behind now the shipped data ends (includes the window and --lag by design).",
+		Help: "How far behind now the shipped data ends (includes --lag and up to a --flush-interval by design, or a window with --flush-interval=0).",
 	}, func() float64 {
 		m.completeUntil.Lock()
 		defer m.completeUntil.Unlock()
@@ -97,7 +97,7 @@ func NewMetrics(version string) *Metrics {
 	return m
 }
 
-// SetCompleteUntil records the checkpoint position, which the lag derives from.
+// SetCompleteUntil records how far the lines are shipped, which the lag derives from.
 func (m *Metrics) SetCompleteUntil(t time.Time) {
 	m.completeUntil.Lock()
 	m.completeUntilT = t
