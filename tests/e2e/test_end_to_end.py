@@ -10,7 +10,9 @@ terminal summary; `bench/freshness.py` turns it into a benchmark figure.
 
 from __future__ import annotations
 
+import calendar
 import datetime
+import json
 import os
 import random
 import statistics
@@ -18,7 +20,6 @@ import sys
 import time
 import urllib.parse
 import urllib.request
-import json
 import uuid
 from pathlib import Path
 
@@ -69,6 +70,19 @@ def loki_has(loki_url: str, query: str, token: str) -> bool:
                                      "start": time.time_ns() - 300 * 10**9, "end": time.time_ns() + 10**9})
     with urllib.request.urlopen(f"{loki_url}/loki/api/v1/query_range?{params}", timeout=10) as r:
         return bool(json.load(r)["data"]["result"])
+
+
+def shipped_at(shipper_log: Path, ts_ns: int) -> float | None:
+    """When the shipper wrote the object holding a line stamped ts_ns (epoch seconds), from its log."""
+    for record in map(json.loads, shipper_log.read_text().splitlines()):
+        if record.get("msg") != "object written":
+            continue
+        start, end = (calendar.timegm(time.strptime(t, "%Y%m%dT%H%M%SZ")) * 10**9
+                      for t in record["object"].rsplit("/", 1)[1].removesuffix(".parquet").split("_"))
+        if start <= ts_ns < end:
+            seconds, _, fraction = record["time"].rstrip("Z").partition(".")
+            return calendar.timegm(time.strptime(seconds, "%Y-%m-%dT%H:%M:%S")) + float(f"0.{fraction or 0}")
+    return None
 
 
 def test_the_operators_pods_answer_about_lines_pushed_seconds_ago(
@@ -129,25 +143,28 @@ def test_the_operators_pods_answer_about_lines_pushed_seconds_ago(
             pods.check_running()
             return any(token in c.line for c in ask(token, retrieval_only=True).citations)
 
-        def seconds_until_answerable(token: str) -> tuple[float, float]:
-            """(seconds until Loki returns the line, seconds until an Ask cites it)"""
-            support.push_lines(loki.url, labels, [(time.time_ns(), order_line(token))])
-            pushed = time.monotonic()
+        shipper_log = next(p.server.log_path for p in pods.pods if p.deployment == "checkout-shipper")
+
+        def seconds_until_answerable(token: str) -> tuple[float, float, float]:
+            """Seconds from the push until Loki returns the line, until it is on S3, until an Ask cites it."""
+            stamp = time.time_ns()
+            support.push_lines(loki.url, labels, [(stamp, order_line(token))])
+            pushed, pushed_wall = time.monotonic(), time.time()
             wait_for(lambda: loki_has(loki.url, query, token), 10, "the line in Loki", interval=0.01)
             in_loki = time.monotonic() - pushed
             wait_for(lambda: cites(token), ANSWERABLE_TIMEOUT, f"an Ask citing order {token}", interval=0.2)
-            return in_loki, time.monotonic() - pushed
+            answerable = time.monotonic() - pushed
+            return in_loki, shipped_at(shipper_log, stamp) - pushed_wall, answerable
 
         # The first line also pays for first uses: a new template to embed, connections.
-        _, cold = seconds_until_answerable(f"ord{uuid.uuid4().hex[:10]}")
-        loki_seconds, fresh = [], []
+        _, _, cold = seconds_until_answerable(f"ord{uuid.uuid4().hex[:10]}")
+        loki_seconds, shipped, fresh = [], [], []
         rng = random.Random()
         for _ in range(SAMPLES):
             time.sleep(rng.uniform(0, 2))  # land anywhere between two flushes
             token = f"ord{uuid.uuid4().hex[:10]}"
-            in_loki, answerable = seconds_until_answerable(token)
-            loki_seconds.append(in_loki)
-            fresh.append(answerable)
+            for figures, value in zip((loki_seconds, shipped, fresh), seconds_until_answerable(token)):
+                figures.append(value)
 
         answer = ask(token)  # with generation, through the generation ModelServer
         citation = next((c for c in answer.citations if token in c.line), None)
@@ -158,7 +175,7 @@ def test_the_operators_pods_answer_about_lines_pushed_seconds_ago(
         report_figure(
             f"freshness_seconds={statistics.median(fresh):.2f} max_seconds={max(fresh):.2f} "
             f"samples={','.join(f'{s:.2f}' for s in fresh)} first_line_seconds={cold:.2f} "
-            f"loki_seconds={statistics.median(loki_seconds):.3f}")
+            f"loki_seconds={statistics.median(loki_seconds):.3f} shipped_seconds={statistics.median(shipped):.2f}")
         report_figure(f"answer (cited [{citation.number}]: {citation.cited}): {answer.answer.strip()[:300]!r}")
     except BaseException:
         pods.stop()
