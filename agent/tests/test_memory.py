@@ -8,6 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from monologue.agent.memory import ROW_SCHEMA, LanceStore, WeaviateStore, collection_name
+from monologue.agent.terms import line_terms, query_terms
 
 BASE_NS = 1_700_000_000_000_000_000
 LINES = [
@@ -24,6 +25,7 @@ def rows(lines, offset=0):
         {
             "line_id": [f"id{i + offset}" for i in range(n)],
             "text": [text for text, _, _ in lines],
+            "terms": [line_terms(text) for text, _, _ in lines],
             "template_id": [t for _, t, _ in lines],
             "template": [text for text, _, _ in lines],
             "level": ["error", "info", "warn", "info"][:n],
@@ -35,6 +37,10 @@ def rows(lines, offset=0):
         schema=ROW_SCHEMA,
     )
     return table, np.array([v for _, _, v in lines], dtype=np.float32)
+
+
+def terms(question: str) -> str:
+    return " ".join(query_terms(question))
 
 
 @pytest.fixture(params=["lancedb", "weaviate"])
@@ -60,9 +66,9 @@ def filled(store, request):
 
 def test_hybrid_search_finds_by_words_and_by_meaning(filled):
     store, name = filled
-    by_words = store.search(name, "disk space", np.full(4, 0.5, np.float32), limit=2)
+    by_words = store.search(name, terms("disk space"), np.full(4, 0.5, np.float32), limit=2)
     assert by_words[0].text.startswith("disk full")
-    by_meaning = store.search(name, "xyzzy", np.array([0, 0, 1, 0], np.float32), limit=1)
+    by_meaning = store.search(name, terms("xyzzy"), np.array([0, 0, 1, 0], np.float32), limit=1)
     assert by_meaning[0].line_id == "id2"
     hit = by_words[0]
     assert hit.labels == {"app": "shop", "pod": "pod-0"} and hit.level == "error"
@@ -75,8 +81,9 @@ def test_nanosecond_timestamps_as_loki_has_them_are_stored(store, request):
     store.ensure(name, 4)
     table, vectors = rows(LINES[:1])
     stamp = BASE_NS + 123_456_789
-    store.upsert(name, table.set_column(6, "timestamp", pa.array([stamp], pa.timestamp("ns", tz="UTC"))), vectors)
-    hit = store.search(name, "disk", vectors[0], limit=1)[0]
+    column = table.schema.get_field_index("timestamp")
+    store.upsert(name, table.set_column(column, "timestamp", pa.array([stamp], pa.timestamp("ns", tz="UTC"))), vectors)
+    hit = store.search(name, terms("disk"), vectors[0], limit=1)[0]
     store.drop(name)
     assert stamp - hit.timestamp_ns < 1000  # Weaviate keeps microseconds
 
@@ -86,15 +93,16 @@ def test_upserting_the_same_lines_again_never_duplicates(filled):
     table, vectors = rows(LINES)
     store.upsert(name, table, vectors)
     assert store.count(name) == len(LINES)
-    changed = table.set_column(1, "text", pa.array(["disk full on node-3 (retried)"] + table["text"].to_pylist()[1:]))
+    texts = ["disk full on node-3 (retried)"] + table["text"].to_pylist()[1:]
+    changed = table.set_column(1, "text", pa.array(texts)).set_column(2, "terms", pa.array(map(line_terms, texts)))
     store.upsert(name, changed, vectors)
     assert store.count(name) == len(LINES)
-    assert store.search(name, "retried", None, limit=1)[0].line_id == "id0"
+    assert store.search(name, terms("retried"), None, limit=1)[0].line_id == "id0"
 
 
 def test_time_range_limits_the_search(filled):
     store, name = filled
-    hits = store.search(name, "disk user payment worker", np.ones(4, np.float32), limit=10,
+    hits = store.search(name, terms("disk user payment worker"), np.ones(4, np.float32), limit=10,
                         since_ns=BASE_NS + 2 * 10**9)
     assert {h.line_id for h in hits} == {"id2", "id3"}
 

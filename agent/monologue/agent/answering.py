@@ -21,8 +21,10 @@ from .embedder import Embedder
 from .generator import Generator
 from .memory import Hit
 from .recall import SpaceMemory, TemplateStat, recall
+from .terms import content_words
 
 log = logging.getLogger("monologue.agent")
+MAX_EXPANDED_WORDS = 8  # question words embedded for expansion (one batch with the question)
 
 
 class SpaceNotAllowed(PermissionError):
@@ -110,8 +112,13 @@ class Agent:
             raise ValueError("question must not be empty")
         started = time.perf_counter()
         memories = self.select(spaces or [])
-        vector = self.embedder.embed([question])[0]
-        recalled = recall(memories, question, vector, top_k or self.top_k, since_ns, until_ns)
+        for memory in memories:
+            memory.learn_vocabulary(self.embedder.embed)
+        # One embedding call: the question, and its words for query expansion.
+        words = content_words(question)[:MAX_EXPANDED_WORDS]
+        vectors = self.embedder.embed([question, *words])
+        recalled = recall(memories, question, vectors[0], top_k or self.top_k, since_ns, until_ns,
+                          word_vectors=dict(zip(words, vectors[1:])))
         recall_ms = (time.perf_counter() - started) * 1000
         answer = Answer(question, "", [Citation(i, h, False) for i, h in enumerate(recalled.hits, 1)],
                         recalled.stats, recall_ms)

@@ -34,6 +34,7 @@ from .memory import ROW_SCHEMA, StoreUnavailable, VectorStore
 from .redact import Redactor
 from .space import INDEX_DIR, LINE_TEMPLATES, TEMPLATE_TEXTS, Space
 from .templates import TemplateMiner
+from .terms import line_terms
 
 log = logging.getLogger("monologue.indexer")
 QUARANTINE_DIR = "_quarantine"
@@ -156,6 +157,7 @@ class Indexer:
         rows = pa.table({
             "line_id": table["line_id"],
             "text": pa.array(lines, pa.string()),
+            "terms": pa.array([line_terms(line) for line in lines], pa.string()),
             "template_id": pa.array(template_ids, pa.string()),
             "template": pa.array([self.miner.template(t) for t in template_ids], pa.string()),
             "level": table["level"],

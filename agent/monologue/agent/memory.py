@@ -2,9 +2,14 @@
 
 Two stores implement it and pass the same tests: LanceDB (embedded, a local
 directory or S3) and Weaviate (cluster, one collection per Space). Each
-object has the line's redacted text (BM25-searchable), template id and text,
-labels, level, timestamp, line_id, and a vector (its template's by default).
-Object identity derives from line_id, so re-indexing never duplicates.
+object has the line's redacted text, its search terms (terms.py; the only
+BM25-indexed field, split on whitespace by both stores so both match the same
+words), template id and text, labels, level, timestamp, line_id, and a vector
+(its template's by default). Object identity derives from line_id, so
+re-indexing never duplicates.
+
+Both stores rank by relative-score fusion: BM25 scaled to the best hit, plus
+SIMILARITY_WEIGHT times the cosine with the question. BM25 uses b = BM25_B.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import pyarrow as pa
 ROW_SCHEMA = pa.schema([
     ("line_id", pa.string()),
     ("text", pa.string()),
+    ("terms", pa.string()),  # terms.line_terms(text)
     ("template_id", pa.string()),
     ("template", pa.string()),
     ("level", pa.string()),
@@ -50,12 +56,17 @@ class StoreUnavailable(ConnectionError):
     """The vector store cannot be reached; retry later."""
 
 
+class StoreOutdated(RuntimeError):
+    """The memory was written in an older layout; it must be rebuilt."""
+
+
 class VectorStore(Protocol):
     def ensure(self, collection: str, dimension: int) -> None: ...
     # known_new: the caller knows none of these line_ids is stored yet, so a
     # store may append instead of merging (LanceDB: several times faster).
     def upsert(self, collection: str, rows: pa.Table, vectors: np.ndarray, known_new: bool = False) -> None: ...
-    def search(self, collection: str, text: str, vector: np.ndarray | None, limit: int,
+    # terms: the question's search terms (terms.query_terms), space-separated.
+    def search(self, collection: str, terms: str, vector: np.ndarray | None, limit: int,
                since_ns: int | None = None, until_ns: int | None = None) -> list[Hit]: ...
     def count(self, collection: str) -> int: ...
     def drop(self, collection: str) -> None: ...
@@ -81,19 +92,21 @@ def _hit(row: dict, score: float) -> Hit:
 
 # ---------------------------------------------------------------- fusion
 
-RRF_K = 60
-# Words lead; the meaning of a line's template adds a bonus proportional to its
-# cosine with the question. Lines of one template share one vector, so ranking
-# by vector alone orders them arbitrarily: measured on LogQA train (HDFS,
-# OpenSSH, Spark), reciprocal-rank fusion with equal weights put the exact line
-# behind its siblings. SIMILARITY_WEIGHT moves a line by a few word ranks at most.
-SIMILARITY_WEIGHT = 0.003  # tuned on LogQA train
+RRF_K = 60  # reciprocal-rank fusion across Spaces (recall.py), whose scores do not compare
+# Words lead; meaning breaks ties and finds lines that share no word with the
+# question. Measured on LogQA train (HDFS, OpenSSH, Spark): template vectors
+# weighted more than this put a line's siblings of the same template (all with
+# one vector) ahead of the line the words point at.
+SIMILARITY_WEIGHT = 0.05
+# Less length normalisation than the usual 0.75: a log line that holds more
+# (a function name, a port) is not a worse match for it. Tuned on LogQA train.
+BM25_B, BM25_K1 = 0.3, 1.2
 
 
 def fuse(words: list[dict], meaning: list[dict], question: np.ndarray | None) -> list[tuple[dict, float]]:
-    scores: dict[str, tuple[dict, float]] = {}
-    for rank, row in enumerate(words):
-        scores[row["line_id"]] = (row, 1.0 / (RRF_K + rank + 1))
+    """Relative-score fusion of BM25 hits (with a "_score") and vector hits."""
+    best = max((row["_score"] for row in words), default=0.0) or 1.0
+    scores = {row["line_id"]: (row, row["_score"] / best) for row in words}
     for row in meaning:
         scores.setdefault(row["line_id"], (row, 0.0))
     if question is not None:
@@ -102,6 +115,10 @@ def fuse(words: list[dict], meaning: list[dict], question: np.ndarray | None) ->
             v = np.asarray(row["vector"], np.float32)
             scores[key] = (row, score + SIMILARITY_WEIGHT * float(v @ q / (np.linalg.norm(v) or 1.0)))
     return sorted(scores.values(), key=lambda pair: -pair[1])
+
+
+def _length_factor(length: np.ndarray, average: float, b: float) -> np.ndarray:
+    return (BM25_K1 + 1) / (1 + BM25_K1 * (1 - b + b * length / average))
 
 
 # ---------------------------------------------------------------- LanceDB
@@ -117,10 +134,16 @@ class LanceStore:
 
         self.db = lancedb.connect(uri)
         self._tables: dict = {}
+        self._average_terms: dict[str, tuple[int, float]] = {}  # collection -> (rows, mean terms per row)
 
     def _table(self, collection: str):
         if collection not in self._tables:
-            self._tables[collection] = self.db.open_table(collection)
+            table = self.db.open_table(collection)
+            if "terms" not in table.schema.names:
+                raise StoreOutdated(
+                    f"memory {collection} was built by an older monologue without search terms; "
+                    "delete the Space's memory and its state/_index, then index again")
+            self._tables[collection] = table
         return self._tables[collection]
 
     def ensure(self, collection: str, dimension: int) -> None:
@@ -130,7 +153,10 @@ class LanceStore:
             return
         schema = ROW_SCHEMA.append(pa.field("vector", pa.list_(pa.float32(), dimension)))
         table = self.db.create_table(collection, schema=schema)
-        table.create_index("text", config=FTS(with_position=False))
+        # terms.py made the words: split on spaces only, nothing more.
+        table.create_index("terms", config=FTS(
+            with_position=False, base_tokenizer="whitespace", lower_case=False, stem=False,
+            remove_stop_words=False, ascii_folding=False, max_token_length=None))
         self._tables[collection] = table
 
     def upsert(self, collection: str, rows: pa.Table, vectors: np.ndarray, known_new: bool = False) -> None:
@@ -149,7 +175,33 @@ class LanceStore:
     def _exists(self, collection: str) -> bool:
         return collection in self._tables or collection in self.db.list_tables().tables
 
-    def search(self, collection, text, vector, limit, since_ns=None, until_ns=None) -> list[Hit]:
+    def _mean_terms(self, collection: str) -> float:
+        """Mean terms per row, for BM25 length normalisation; re-measured as the table grows."""
+        import pyarrow.compute as pc
+
+        rows = self.count(collection)
+        measured_rows, mean = self._average_terms.get(collection, (0, 0.0))
+        if not measured_rows or rows > measured_rows * 1.1:
+            terms = self._table(collection).search().select(["terms"]).limit(None).to_arrow()["terms"]
+            mean = float(pc.mean(pc.list_value_length(pc.split_pattern(terms, " "))).as_py() or 1.0)
+            self._average_terms[collection] = (rows, mean)
+        return mean
+
+    def _bm25_b(self, collection: str, words: list[dict]) -> None:
+        """LanceDB scores with b = 0.75 and no way to set it: rescale its scores to BM25_B.
+
+        Terms are unique per row (tf = 1), so a row's score is its length
+        factor times the idf of the matched terms; swapping the factor is exact.
+        """
+        if not words:
+            return
+        mean = self._mean_terms(collection)
+        length = np.array([len(row["terms"].split(" ")) for row in words], np.float64)
+        ratio = _length_factor(length, mean, BM25_B) / _length_factor(length, mean, 0.75)
+        for row, r in zip(words, ratio):
+            row["_score"] *= float(r)
+
+    def search(self, collection, terms, vector, limit, since_ns=None, until_ns=None) -> list[Hit]:
         if not self._exists(collection):
             return []  # a Space with nothing indexed yet
         table = self._table(collection)
@@ -164,7 +216,8 @@ class LanceStore:
                                      found["timestamp"].cast(pa.int64()))
             return found.to_pylist()
 
-        words = ranked(table.search(text, query_type="fts")) if text.strip() else []
+        words = ranked(table.search(terms, query_type="fts", fts_columns="terms")) if terms.strip() else []
+        self._bm25_b(collection, words)
         meaning = ranked(table.search(vector.astype(np.float32))) if vector is not None else []
         return [_hit(row, score) for row, score in fuse(words, meaning, vector)][:limit]
 
@@ -209,17 +262,21 @@ class WeaviateStore:
         self.client.close()
 
     def ensure(self, collection: str, dimension: int) -> None:
-        from weaviate.classes.config import Configure, DataType, Property, Tokenization
+        from weaviate.classes.config import Configure, DataType, Property, StopwordsPreset, Tokenization
 
         if self.client.collections.exists(collection):
+            if not any(p.name == "terms" for p in self.client.collections.get(collection).config.get().properties):
+                raise StoreOutdated(f"collection {collection} was built by an older monologue without search "
+                                    "terms; delete it and the Space's state/_index, then index again")
             return
-        text = dict(data_type=DataType.TEXT)
         keyword = dict(data_type=DataType.TEXT, tokenization=Tokenization.FIELD, index_searchable=False)
         self.client.collections.create(
             collection,
             description="monologue Space memory: one object per redacted log line",
             properties=[
-                Property(name="text", **text),
+                Property(name="text", data_type=DataType.TEXT, index_searchable=False),
+                # terms.py made the words: split on spaces only, nothing more.
+                Property(name="terms", data_type=DataType.TEXT, tokenization=Tokenization.WHITESPACE),
                 Property(name="line_id", **keyword),
                 Property(name="template_id", **keyword),
                 Property(name="template", data_type=DataType.TEXT, index_searchable=False),
@@ -229,6 +286,8 @@ class WeaviateStore:
                 Property(name="space", **keyword),
             ],
             vector_config=Configure.Vectors.self_provided(),
+            inverted_index_config=Configure.inverted_index(
+                bm25_b=BM25_B, bm25_k1=BM25_K1, stopwords_preset=StopwordsPreset.NONE),
         )
 
     def upsert(self, collection: str, rows: pa.Table, vectors: np.ndarray, known_new: bool = False) -> None:
@@ -245,7 +304,7 @@ class WeaviateStore:
         if failed:
             raise StoreUnavailable(f"{len(failed)} objects failed to import: {failed[0].message}")
 
-    def search(self, collection, text, vector, limit, since_ns=None, until_ns=None) -> list[Hit]:
+    def search(self, collection, terms, vector, limit, since_ns=None, until_ns=None) -> list[Hit]:
         import datetime as dt
 
         from weaviate.classes.query import Filter, HybridFusion, MetadataQuery
@@ -259,11 +318,13 @@ class WeaviateStore:
                 moment = dt.datetime.fromtimestamp(bound / 1e9, dt.timezone.utc)
                 condition = getattr(Filter.by_property("timestamp"), op)(moment)
                 filters = condition if filters is None else filters & condition
-        if text.strip():
+        if terms.strip():
+            # alpha: the vector's share after both sides are scaled to [0, 1], as SIMILARITY_WEIGHT is for LanceDB.
+            alpha = SIMILARITY_WEIGHT / (1 + SIMILARITY_WEIGHT) if vector is not None else 0.0
             found = handle.query.hybrid(
-                query=text, vector=None if vector is None else vector.tolist(), alpha=0.5 if vector is not None else 0.0,
+                query=terms, vector=None if vector is None else vector.tolist(), alpha=alpha,
                 limit=limit, filters=filters, fusion_type=HybridFusion.RELATIVE_SCORE,
-                query_properties=["text"], return_metadata=MetadataQuery(score=True),
+                query_properties=["terms"], return_metadata=MetadataQuery(score=True),
             )
         else:
             found = handle.query.near_vector(vector.tolist(), limit=limit, filters=filters,

@@ -1,8 +1,10 @@
 """Recall: what an agent remembers about a question, from each of its Spaces.
 
-Hybrid search (BM25 + vectors, fused by the store) over each Space's memory;
-hits from several Spaces are fused by reciprocal rank, since their scores are
-not comparable. Then exact statistics over every line of the recalled
+Hybrid search (BM25 + vectors, fused by the store) over each Space's memory,
+with the question's search terms (terms.py) plus, for question words no
+template of the Space uses, the template words nearest in meaning; hits from
+several Spaces are fused by reciprocal rank, since their scores are not
+comparable. Then exact statistics over every line of the recalled
 templates (count, first and last seen, most frequent label and field values),
 from DuckDB over the Space's Parquet, so "how often / since when / which
 pods" questions get numbers, not guesses.
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 import duckdb
 import numpy as np
 
+from . import terms as search_terms
 from .memory import RRF_K, Hit, VectorStore
 from .space import Space
 
@@ -53,6 +56,26 @@ class SpaceMemory:
         self._con: duckdb.DuckDBPyConnection | None = None
         self._version: tuple | None = None  # the Space's index_version when _con was made
         self._lock = threading.Lock()
+        self.vocabulary = search_terms.Vocabulary()
+        self._vocabulary_lock = threading.Lock()
+        self._vocabulary_version: tuple | None = ()
+
+    def learn_vocabulary(self, embed) -> None:
+        """Add the words of templates new since the last call, each with its vector.
+
+        `embed` maps a list of words to their vectors. Cheap when nothing changed.
+        """
+        with self._vocabulary_lock:
+            version = self.space.index_version()
+            if version == self._vocabulary_version:
+                return
+            templates = [row[0] for row in self.sql("SELECT DISTINCT template FROM template_texts")]
+            words = list(dict.fromkeys(w for t in templates for w in search_terms.template_words(t or "")))
+            new = self.vocabulary.unknown_all(words)
+            for start in range(0, len(new), 256):
+                batch = new[start:start + 256]
+                self.vocabulary.add(batch, embed(batch))
+            self._vocabulary_version = version
 
     @property
     def collection(self) -> str:
@@ -73,9 +96,15 @@ class SpaceMemory:
                 return self._con.execute(query, params or []).fetchall()
 
     def search(self, question: str, vector: np.ndarray | None, limit: int,
-               since_ns: int | None, until_ns: int | None) -> list[Hit]:
+               since_ns: int | None, until_ns: int | None,
+               word_vectors: dict[str, np.ndarray] | None = None) -> list[Hit]:
+        """word_vectors: vectors of the question's content words, for expansion."""
         fetch = limit * CANDIDATES_PER_RESULT * (VIEW_OVERFETCH if self.space.where else 1)
-        hits = self.store.search(self.collection, question, vector, fetch, since_ns, until_ns)
+        query = search_terms.query_terms(question)
+        unknown = [v for w, v in (word_vectors or {}).items() if w not in self.vocabulary]
+        if unknown:
+            query += self.vocabulary.expand(np.vstack(unknown))
+        hits = self.store.search(self.collection, " ".join(dict.fromkeys(query)), vector, fetch, since_ns, until_ns)
         for hit in hits:
             hit.space = self.space.name
         if self.space.where and hits:
@@ -127,10 +156,11 @@ class SpaceMemory:
 
 
 def recall(memories: list[SpaceMemory], question: str, vector: np.ndarray | None, top_k: int,
-           since_ns: int | None = None, until_ns: int | None = None, max_stats: int = 5) -> Recalled:
+           since_ns: int | None = None, until_ns: int | None = None, max_stats: int = 5,
+           word_vectors: dict[str, np.ndarray] | None = None) -> Recalled:
     fused: dict[tuple[str, str], tuple[float, Hit]] = {}
     for memory in memories:
-        for rank, hit in enumerate(memory.search(question, vector, top_k, since_ns, until_ns)):
+        for rank, hit in enumerate(memory.search(question, vector, top_k, since_ns, until_ns, word_vectors)):
             key = (hit.space, hit.line_id)
             previous = fused.get(key, (0.0, hit))[0]
             fused[key] = (previous + 1.0 / (RRF_K + rank + 1), hit)
