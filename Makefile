@@ -3,8 +3,9 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
-# memory_templates is run by memory.py (bench-memory); listed alone it is bench-memory_templates
-BENCHES := $(filter-out memory_templates,$(patsubst bench/%.py,%,$(wildcard bench/*.py)))
+# memory_templates is run by memory.py (bench-memory); listed alone it is bench-memory_templates.
+# figures is the JSON line of a figure, for the others.
+BENCHES := $(filter-out memory_templates figures,$(patsubst bench/%.py,%,$(wildcard bench/*.py)))
 
 .PHONY: help setup demo test test-python test-go bench lock proto clean
 

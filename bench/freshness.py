@@ -10,11 +10,12 @@ Prints one JSON object per figure (bench, metric, value, unit, baseline, ratio, 
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+from figures import emit_ratio
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = 5
@@ -22,9 +23,7 @@ TARGET_SECONDS = 10.0
 
 
 def emit(metric, value, unit, baseline, target):
-    print(json.dumps({"bench": "freshness", "metric": metric, "value": round(value, 3), "unit": unit,
-                      "baseline": round(baseline, 3), "ratio": round(value / baseline, 1),
-                      "target": target}), flush=True)
+    emit_ratio("freshness", metric, value, unit, baseline, target, digits=1)
 
 
 def main() -> None:

@@ -24,15 +24,15 @@ sys.path.insert(0, str(ROOT / "tests"))
 from harness import servers  # noqa: E402
 from harness.process import free_port, http_ok, tail  # noqa: E402
 
+from figures import emit_ratio  # noqa: E402
+
 COUNT = 100
 TARGET_SECONDS = 30.0
 TIMEOUT = 180.0
 
 
 def emit(metric, value, unit, baseline, target):
-    print(json.dumps({"bench": "operator", "metric": metric, "value": round(value, 3), "unit": unit,
-                      "baseline": round(baseline, 3), "ratio": round(value / baseline, 3),
-                      "target": target}), flush=True)
+    emit_ratio("operator", metric, value, unit, baseline, target)
 
 
 def kubectl(k8s, *args, input=None) -> str:

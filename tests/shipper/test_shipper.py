@@ -81,6 +81,23 @@ def pushed_subset(rows, accepted):
     assert not missing, f"{len(missing)} accepted lines not shipped, e.g. {missing[0]}"
 
 
+def stop_once_caught_up(shipper, client, bucket: str, prefix: str, accepted, timeout: float) -> tuple[list[dict], int]:
+    """Wait until the checkpoint passes the last line pushed, SIGTERM the shipper (it must exit
+    0); the rows shipped and the checkpoint's complete_until in ns."""
+    last = max(ts for _, ts, _ in accepted)
+    try:
+        support.wait_for(
+            lambda: (cp := support.read_checkpoint(client, bucket, prefix))
+            and cp["complete_until"] > time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(last / 1e9 + 1)),
+            timeout, "the shipper to catch up", interval=0.5)
+        assert shipper.stop(timeout=30) == 0, shipper.log_path.read_text()[-3000:]
+    finally:
+        shipper.kill()
+    checkpoint = support.read_checkpoint(client, bucket, prefix)
+    until = int(time.mktime(time.strptime(checkpoint["complete_until"], "%Y-%m-%dT%H:%M:%SZ")) - time.timezone) * 10**9
+    return support.read_rows(client, bucket, prefix), until
+
+
 def test_every_line_is_shipped_exactly_once_across_page_and_window_boundaries(loki, s3, bucket, shipper_binary, tmp_path):
     app = f"once-{uuid.uuid4().hex[:8]}"
     base = (time.time_ns() // MINUTE - 8) * MINUTE
@@ -168,19 +185,8 @@ def test_kill_9_at_random_moments_still_ships_exactly_once(loki, s3, bucket, shi
             kills += 1
         shipper = support.start_shipper(shipper_binary, args, s3.env, tmp_path / "shipper.log")
         time.sleep(1)
-    last = max(ts for _, ts, _ in pusher.accepted)
-    try:
-        support.wait_for(
-            lambda: (cp := support.read_checkpoint(client, bucket, "spaces/kill"))
-            and cp["complete_until"] > time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(last / 1e9 + 1)),
-            120, "the shipper to catch up after the kills", interval=0.5)
-        assert shipper.stop(timeout=30) == 0
-    finally:
-        shipper.kill()
+    rows, until = stop_once_caught_up(shipper, client, bucket, "spaces/kill", pusher.accepted, 120)
     assert kills >= 10
-    checkpoint = support.read_checkpoint(client, bucket, "spaces/kill")
-    until = int(time.mktime(time.strptime(checkpoint["complete_until"], "%Y-%m-%dT%H:%M:%SZ")) - time.timezone) * 10**9
-    rows = support.read_rows(client, bucket, "spaces/kill")
     assert_exactly_once(rows, support.loki_lines(loki.url, query, base, until))
     pushed_subset(rows, pusher.accepted)
     assert len(rows) >= 60_000
@@ -221,18 +227,7 @@ def test_following_with_default_settings_ships_in_seconds_and_survives_kill_9(lo
 
         support.wait_for(marker_shipped, 60, "the marker line on S3", interval=0.2)
         print(f"seconds from push to S3 while following: {time.monotonic() - pushed:.1f}")
-    last = max(ts for _, ts, _ in pusher.accepted)
-    try:
-        support.wait_for(
-            lambda: (cp := support.read_checkpoint(client, bucket, "spaces/follow"))
-            and cp["complete_until"] > time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(last / 1e9 + 1)),
-            60, "the shipper to catch up after the kills", interval=0.5)
-        assert shipper.stop(timeout=30) == 0
-    finally:
-        shipper.kill()
-    checkpoint = support.read_checkpoint(client, bucket, "spaces/follow")
-    until = int(time.mktime(time.strptime(checkpoint["complete_until"], "%Y-%m-%dT%H:%M:%SZ")) - time.timezone) * 10**9
-    rows = support.read_rows(client, bucket, "spaces/follow")
+    rows, until = stop_once_caught_up(shipper, client, bucket, "spaces/follow", pusher.accepted, 60)
     assert_exactly_once(rows, support.loki_lines(loki.url, query, start - 10 * 10**9, until))
     pushed_subset(rows, pusher.accepted)
     ranges = object_ranges(support.list_keys(client, bucket, "spaces/follow/"))
@@ -287,15 +282,7 @@ def test_loki_then_s3_down_for_a_while_loses_nothing_and_recovers_alone(s3, buck
             proxy.up()
             support.wait_for(lambda: readyz(port) == 200, 60, "readiness back after S3 returned")
             time.sleep(2)
-        last = max(ts for _, ts, _ in pusher.accepted)
-        support.wait_for(
-            lambda: (cp := support.read_checkpoint(client, bucket, "spaces/outage"))
-            and cp["complete_until"] > time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(last / 1e9 + 1)),
-            60, "the shipper to catch up after the outages", interval=0.5)
-        assert shipper.stop(timeout=30) == 0
-        checkpoint = support.read_checkpoint(client, bucket, "spaces/outage")
-        until = int(time.mktime(time.strptime(checkpoint["complete_until"], "%Y-%m-%dT%H:%M:%SZ")) - time.timezone) * 10**9
-        rows = support.read_rows(client, bucket, "spaces/outage")
+        rows, until = stop_once_caught_up(shipper, client, bucket, "spaces/outage", pusher.accepted, 60)
         assert_exactly_once(rows, support.loki_lines(loki.url, query, start - 10 * 10**9, until))
         pushed_subset(rows, pusher.accepted)
         retried = {r.get("target") for r in shipper.log_records() if r.get("msg") == "retrying"}
