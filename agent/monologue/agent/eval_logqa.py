@@ -50,7 +50,8 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
 
 
-def evaluate(log: Path, qa: Path, retrieval_only: bool) -> dict:
+def evaluate(log: Path, qa: Path, retrieval_only: bool, misses=None) -> dict:
+    """misses: a stream to write each question whose gold line is not cited first."""
     from .cli import embedded_agent
     from .indexer import Indexer
     from .ingest import ingest
@@ -71,6 +72,9 @@ def evaluate(log: Path, qa: Path, retrieval_only: bool) -> dict:
             answer = agent.ask(item["Question"], top_k=max(KS), retrieval_only=retrieval_only)
             latencies.append((time.perf_counter() - started) * 1000)
             ranks.append(first_match_rank([c.hit.text for c in answer.citations], item["RawLog"]))
+            if misses is not None and ranks[-1] != 1:
+                misses.write(json.dumps({"question": item["Question"], "gold": item["RawLog"], "rank": ranks[-1],
+                                         "cited": [c.hit.text for c in answer.citations[:3]]}) + "\n")
             if not retrieval_only:
                 exact.append(float(answer.text.strip().lower() == str(item["Answer"]).strip().lower()))
                 f1.append(token_f1(answer.text, str(item["Answer"])))
@@ -90,7 +94,7 @@ def _run(args: argparse.Namespace) -> int:
         if not path.is_file():
             print(f"error: {path}: no such file", file=sys.stderr)
             return 2
-    result = evaluate(args.log, args.qa, args.retrieval_only)
+    result = evaluate(args.log, args.qa, args.retrieval_only, sys.stderr if args.misses else None)
     if args.json:
         print(json.dumps(result))
     else:
@@ -106,5 +110,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--qa", type=Path, required=True, help="JSON lines with Question, Answer, RawLog")
     parser.add_argument("--retrieval-only", action="store_true", help="recall figures only, no generation")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--misses", action="store_true",
+                        help="write each question whose gold line is not cited first to stderr (JSON lines)")
     parser.set_defaults(run=_run)
     return parser

@@ -114,7 +114,12 @@ def fuse(words: list[dict], meaning: list[dict], question: np.ndarray | None) ->
         for key, (row, score) in scores.items():
             v = np.asarray(row["vector"], np.float32)
             scores[key] = (row, score + SIMILARITY_WEIGHT * float(v @ q / (np.linalg.norm(v) or 1.0)))
-    return sorted(scores.values(), key=lambda pair: -pair[1])
+    return sorted(scores.values(), key=lambda pair: newest_first_on_ties(pair[1], pair[0]["timestamp"]))
+
+
+def newest_first_on_ties(score: float, timestamp_ns: int | None) -> tuple:
+    """Sort key: best score first; among lines that match equally, the newest, as `grep | tail` would."""
+    return -round(score, 6), -(timestamp_ns or 0)
 
 
 def _length_factor(length: np.ndarray, average: float, b: float) -> np.ndarray:
@@ -335,7 +340,7 @@ class WeaviateStore:
             props["timestamp"] = props.get("timestamp")
             score = obj.metadata.score if obj.metadata.score is not None else -(obj.metadata.distance or 0)
             hits.append(_hit(props, score))
-        return hits
+        return sorted(hits, key=lambda hit: newest_first_on_ties(hit.score, hit.timestamp_ns))
 
     def count(self, collection: str) -> int:
         if not self.client.collections.exists(collection):
