@@ -1,8 +1,9 @@
 """The Spaces' Weaviate collections: create, update, count, delete.
 
-The operator owns the collection's schema so that the indexer (which writes)
-and the Agent (which reads) agree on it. Vectors are brought by the indexer
-(embedded by a ModelServer), so the collection has no vectorizer.
+The operator creates the collection with the schema the indexer (which writes)
+and the Agent (which reads) use: monologue.agent.memory.WeaviateStore's, which
+tests/test_collection_schema.py checks this one against. Vectors are brought by
+the indexer (embedded by a ModelServer), so the collection has no vectorizer.
 """
 
 from __future__ import annotations
@@ -13,24 +14,31 @@ from dataclasses import dataclass
 
 import weaviate
 from weaviate.classes.aggregate import Metrics
-from weaviate.classes.config import Configure, DataType, Property, Tokenization
+from weaviate.classes.config import Configure, DataType, Property, Reconfigure, StopwordsPreset, Tokenization
 from weaviate.exceptions import UnexpectedStatusCodeError, WeaviateBaseError
 
 from .settings import Settings
 
 
 
+# BM25 over the terms (the agent's monologue.agent.memory.BM25_B, BM25_K1); no stopwords,
+# since the agent makes the terms itself.
+BM25 = dict(bm25_b=0.3, bm25_k1=1.2, stopwords_preset=StopwordsPreset.NONE)
+
+
 def properties() -> list[Property]:
     keyword = dict(data_type=DataType.TEXT, tokenization=Tokenization.FIELD, index_searchable=False)
     return [
-        # The (redacted) line: the only property BM25 searches.
         Property(name="text", data_type=DataType.TEXT, tokenization=Tokenization.WORD,
-                 index_searchable=True, description="the redacted log line"),
+                 index_searchable=False, description="the redacted log line"),
+        # The line's search terms, made by the agent (terms.py): the only property BM25 searches.
+        Property(name="terms", data_type=DataType.TEXT, tokenization=Tokenization.WHITESPACE,
+                 index_searchable=True, description="the line's search terms, space-separated"),
         Property(name="template_id", **keyword, description="id of the line's template"),
         Property(name="template", data_type=DataType.TEXT, tokenization=Tokenization.WORD,
                  index_searchable=False, description="the line's template"),
         Property(name="level", **keyword, description="trace, debug, info, warn, error or fatal"),
-        Property(name="labels", data_type=DataType.TEXT, tokenization=Tokenization.FIELD,
+        Property(name="labels", data_type=DataType.TEXT, tokenization=Tokenization.WORD,
                  index_searchable=False, description="the stream labels, as a JSON object"),
         Property(name="timestamp", data_type=DataType.DATE, description="the line's timestamp"),
         Property(name="line_id", **keyword, description="the line's id in the Space's Parquet"),
@@ -95,6 +103,7 @@ class Weaviate:
                     client.collections.create(
                         name, description=description, properties=properties(),
                         vector_config=Configure.Vectors.self_provided(),
+                        inverted_index_config=Configure.inverted_index(**BM25),
                     )
                     return True
                 except UnexpectedStatusCodeError as e:
@@ -107,6 +116,9 @@ class Weaviate:
             for prop in properties():
                 if prop.name not in have:
                     collection.config.add_property(prop)
+            index = config.inverted_index_config
+            if (index.bm25.b, index.bm25.k1, index.stopwords.preset) != tuple(BM25.values()):
+                collection.config.update(inverted_index_config=Reconfigure.inverted_index(**BM25))
             if config.description != description:
                 collection.config.update(description=description)
             return False

@@ -96,7 +96,7 @@ def test_space_gets_its_collection_and_children_within_two_seconds(cluster, name
 
     schema = weaviate_client.collections.get(collection).config.get()
     assert {p.name for p in schema.properties} == {
-        "text", "template_id", "template", "level", "labels", "timestamp", "line_id", "space"}
+        "text", "terms", "template_id", "template", "level", "labels", "timestamp", "line_id", "space"}
 
 
 def test_a_view_gets_no_shipper_and_reads_its_parents_storage(cluster, namespace, operator, weaviate_client):
