@@ -139,6 +139,20 @@ def test_every_line_is_shipped_exactly_once_across_page_and_window_boundaries(lo
     assert support.read_checkpoint(client, bucket, "spaces/once") is None  # --once leaves it alone
 
 
+def test_a_start_beyond_lokis_longest_query_is_read_in_parts(loki, s3, bucket, shipper_binary, tmp_path):
+    # Loki refuses a query_range longer than max_query_length (30d1h by default): a Space
+    # whose start is a year ago must still ship.
+    app = f"old-{uuid.uuid4().hex[:8]}"
+    stamp = (time.time_ns() // MINUTE - 3) * MINUTE
+    support.push_lines(loki.url, {"app": app}, [(stamp, "level=info msg=\"recent line\"")])
+    result = support.run_shipper(shipper_binary, support.shipper_args(
+        loki.url, f'{{app="{app}"}}', bucket, "spaces/old", "--once", "--start=9000h",
+        f"--end={time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(stamp / 1e9 + 60))}"), s3.env, tmp_path / "shipper.log")
+    assert result.process.returncode == 0, (tmp_path / "shipper.log").read_text()[-3000:]
+    rows = support.read_rows(support.s3_client(s3), bucket, "spaces/old")
+    assert [r["timestamp"] for r in rows] == [stamp]
+
+
 def test_sigterm_finishes_writes_checkpoints_and_exits_zero(loki, s3, bucket, shipper_binary, tmp_path):
     app = f"term-{uuid.uuid4().hex[:8]}"
     query = f'{{app="{app}"}}'

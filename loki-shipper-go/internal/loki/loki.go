@@ -29,6 +29,7 @@ type Config struct {
 	Limit    int
 	Timeout  time.Duration
 	Format   string
+	MaxRange time.Duration
 }
 
 const (
@@ -43,6 +44,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Limit, "loki.limit", 5000,
 		"Lines per query_range request. Larger is faster; Loki refuses more than its max_entries_limit_per_query (default 5000), and the shipper then lowers this to Loki's maximum.")
 	fs.DurationVar(&c.Timeout, "loki.timeout", 2*time.Minute, "Timeout of one query_range request; a request that times out is retried.")
+	fs.DurationVar(&c.MaxRange, "loki.max-range", 24*time.Hour,
+		"Longest time range of one query_range request: a longer range (a --start long ago) is read in parts, since Loki refuses ranges over its max_query_length (721h by default). 0: no limit.")
 	fs.StringVar(&c.Format, "loki.format", FormatJSON,
 		`Response format to ask Loki for: "json", or "parquet" (needs Loki with -frontend.support-parquet-encoding; a Loki without it answers JSON, which is read too).`)
 }
@@ -64,6 +67,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Timeout <= 0 {
 		errs = append(errs, fmt.Errorf("--loki.timeout must be positive, got %s", c.Timeout))
+	}
+	if c.MaxRange < 0 {
+		errs = append(errs, fmt.Errorf("--loki.max-range must not be negative, got %s", c.MaxRange))
 	}
 	if c.Format != FormatJSON && c.Format != FormatParquet {
 		errs = append(errs, fmt.Errorf("--loki.format must be json or parquet, got %q", c.Format))
@@ -128,7 +134,7 @@ func (c *Client) Read(ctx context.Context, from, to int64, fn func([]Entry) erro
 	done := make(chan error, 1)
 	go func() {
 		defer close(batches)
-		done <- c.readPages(ctx, from, to, func(b []Entry) error {
+		done <- c.readRanges(ctx, from, to, func(b []Entry) error {
 			select {
 			case batches <- b:
 				return nil
@@ -147,6 +153,21 @@ func (c *Client) Read(ctx context.Context, from, to int64, fn func([]Entry) erro
 		}
 	}
 	return <-done
+}
+
+// readRanges reads [from, to) as consecutive ranges of at most --loki.max-range.
+func (c *Client) readRanges(ctx context.Context, from, to int64, fn func([]Entry) error) error {
+	for from < to {
+		end := to
+		if span := int64(c.cfg.MaxRange); span > 0 && end-from > span {
+			end = from + span
+		}
+		if err := c.readPages(ctx, from, end, fn); err != nil {
+			return err
+		}
+		from = end
+	}
+	return nil
 }
 
 func (c *Client) readPages(ctx context.Context, from, to int64, fn func([]Entry) error) error {

@@ -34,6 +34,7 @@ type fakeLoki struct {
 	streams  []map[string]string
 	failures func(n int) int // status to answer request n with, 0 for a real answer
 	maxLimit int
+	maxRange int64 // longest end - start answered, as Loki's max_query_length; 0: any
 	requests atomic.Int32
 }
 
@@ -52,6 +53,10 @@ func (f *fakeLoki) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start, _ := strconv.ParseInt(q.Get("start"), 10, 64)
 	end, _ := strconv.ParseInt(q.Get("end"), 10, 64)
 	limit, _ := strconv.Atoi(q.Get("limit"))
+	if f.maxRange > 0 && end-start > f.maxRange {
+		http.Error(w, "the query time range exceeds the limit", http.StatusBadRequest)
+		return
+	}
 	if f.maxLimit > 0 && limit > f.maxLimit {
 		http.Error(w, fmt.Sprintf("max entries limit per query exceeded, limit > max_entries_limit_per_query (%d > %d)", limit, f.maxLimit), http.StatusBadRequest)
 		return
@@ -113,7 +118,8 @@ func readAllAs(t *testing.T, f *fakeLoki, format string, limit int, from, to int
 	t.Helper()
 	srv := httptest.NewServer(f)
 	defer srv.Close()
-	c := NewClient(Config{URL: srv.URL, Query: `{app="api"}`, Limit: limit, Timeout: 5 * time.Second, Format: format},
+	c := NewClient(Config{URL: srv.URL, Query: `{app="api"}`, Limit: limit, Timeout: 5 * time.Second, Format: format,
+		MaxRange: time.Duration(f.maxRange)},
 		retry.Config{InitialBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	seen := map[string]int{}
 	var order []int64
@@ -190,6 +196,23 @@ func TestReadRetriesTransientFailuresAndStopsOnOthers(t *testing.T) {
 				t.Errorf("%d lines, want 300", len(seen))
 			}
 		})
+	}
+}
+
+func TestARangeLongerThanLokiAnswersIsReadInParts(t *testing.T) {
+	f := newFake(1000, 7, 3) // timestamps 1000 to 1142
+	f.maxRange = 10
+	seen, order, err := readAll(t, f, 20, 995, 1200)
+	if err != nil || len(seen) != 1000 {
+		t.Fatalf("%d lines, err %v", len(seen), err)
+	}
+	for k, n := range seen {
+		if n != 1 {
+			t.Errorf("%s read %d times", k, n)
+		}
+	}
+	if !sort.SliceIsSorted(order, func(i, j int) bool { return order[i] < order[j] }) {
+		t.Error("lines not in timestamp order")
 	}
 }
 
