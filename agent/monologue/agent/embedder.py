@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from typing import Protocol
 
 import grpc
@@ -76,8 +78,10 @@ class LocalEmbedder:
         path, sha256 = resolve(model)
         self.engine = Engine(path, EMBEDDING, sha256=sha256, context_size=context_size)
         self.dimension = self.engine.info.embedding_dimension
+        self._lock = threading.Lock()  # a llama.cpp context serves one call at a time
 
     def embed(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), np.float32)
-        return np.vstack([r.vector for r in self.engine.embed(texts)])
+        with self._lock:
+            return np.vstack([r.vector for r in self.engine.embed(texts)])

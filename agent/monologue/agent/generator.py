@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from typing import Iterator, Protocol
 
 import grpc
@@ -73,14 +75,18 @@ class LocalGenerator:
         path, sha256 = resolve(model)
         self.engine = Engine(path, GENERATION, sha256=sha256, context_size=context_size)
         self.context_size = self.engine.window
+        # A llama.cpp context serves one call at a time: concurrent Asks wait their turn.
+        self._lock = threading.Lock()
 
     def count_tokens(self, text: str) -> int:
-        return self.engine.count_tokens([text])[0]
+        with self._lock:
+            return self.engine.count_tokens([text])[0]
 
     def generate(self, messages, max_tokens) -> Iterator[str]:
         from monologue.model_server.engine import GenerateParams
 
         params = GenerateParams(messages=messages, max_tokens=max_tokens, temperature=0.1, seed=1)
-        for chunk in self.engine.generate(params, lambda: False):
-            if chunk.text:
-                yield chunk.text
+        with self._lock:
+            for chunk in self.engine.generate(params, lambda: False):
+                if chunk.text:
+                    yield chunk.text

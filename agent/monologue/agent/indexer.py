@@ -34,7 +34,7 @@ from .memory import ROW_SCHEMA, StoreUnavailable, VectorStore
 from .redact import Redactor
 from .space import INDEX_DIR, LINE_TEMPLATES, TEMPLATE_TEXTS, Space
 from .templates import TemplateMiner
-from .terms import line_terms
+from .terms import TermsPool
 
 log = logging.getLogger("monologue.indexer")
 QUARANTINE_DIR = "_quarantine"
@@ -55,6 +55,7 @@ class Indexer:
         self.space, self.store, self.embedder = space, store, embedder
         self.per_line_vectors = per_line_vectors
         self.redactor = Redactor(tuple(space.extra_patterns))
+        self.terms = TermsPool()
         self.fs, self.root = storage.filesystem(space.uri)
         self.index_root = storage.join(self.root, INDEX_DIR)
         self._workdir = tempfile.TemporaryDirectory(prefix="monologue-indexer-")
@@ -138,11 +139,14 @@ class Indexer:
             self._save(self._key(info.path), info.size)
             report.objects += 1
             report.lines += table.num_rows
+        if report.lines:
+            self.store.optimize(self.space.collection or self.space.name)
         report.seconds = time.monotonic() - started
         return report
 
     def _index_table(self, object_path: str, table: pa.Table, known_new: bool) -> int:
         lines = self.redactor.redact_many(table["line"].to_pylist())
+        terms = self.terms.submit(lines)  # in other processes, while this one mines
         labels = _labels_json(table["labels"])
         matches = [self.miner.add(line, stream) for line, stream in zip(lines, labels)]
         template_ids = [m.template_id for m in matches]
@@ -157,7 +161,7 @@ class Indexer:
         rows = pa.table({
             "line_id": table["line_id"],
             "text": pa.array(lines, pa.string()),
-            "terms": pa.array([line_terms(line) for line in lines], pa.string()),
+            "terms": pa.array(terms(), pa.string()),
             "template_id": pa.array(template_ids, pa.string()),
             "template": pa.array([self.miner.template(t) for t in template_ids], pa.string()),
             "level": table["level"],

@@ -70,6 +70,8 @@ class VectorStore(Protocol):
                since_ns: int | None = None, until_ns: int | None = None) -> list[Hit]: ...
     def count(self, collection: str) -> int: ...
     def drop(self, collection: str) -> None: ...
+    # After a batch of upserts: make the new objects fast to search.
+    def optimize(self, collection: str) -> None: ...
 
 
 def collection_name(namespace: str, space: str) -> str:
@@ -223,11 +225,20 @@ class LanceStore:
 
         words = ranked(table.search(terms, query_type="fts", fts_columns="terms")) if terms.strip() else []
         self._bm25_b(collection, words)
-        meaning = ranked(table.search(vector.astype(np.float32))) if vector is not None else []
+        # Vectors order the word hits (fuse); a scan of every vector is only
+        # worth it when words found too little (the vectors have no ANN index:
+        # lines of one template share theirs, so one would not narrow much).
+        meaning = (ranked(table.search(vector.astype(np.float32)))
+                   if vector is not None and len(words) < limit else [])
         return [_hit(row, score) for row, score in fuse(words, meaning, vector)][:limit]
 
     def count(self, collection: str) -> int:
         return self._table(collection).count_rows() if self._exists(collection) else 0
+
+    def optimize(self, collection: str) -> None:
+        """Fold appended rows into the FTS index: unindexed rows are scanned on every search."""
+        if self._exists(collection):
+            self._table(collection).optimize()
 
     def drop(self, collection: str) -> None:
         if collection in self.db.list_tables().tables:
@@ -346,6 +357,9 @@ class WeaviateStore:
         if not self.client.collections.exists(collection):
             return 0
         return self.client.collections.get(collection).aggregate.over_all(total_count=True).total_count
+
+    def optimize(self, collection: str) -> None:
+        pass  # Weaviate indexes each object as it is imported
 
     def drop(self, collection: str) -> None:
         self.client.collections.delete(collection)

@@ -25,8 +25,11 @@ template words by meaning ("finished"): see Vocabulary.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import re
 from functools import lru_cache
+from typing import Callable
 
 import numpy as np
 import snowballstemmer
@@ -45,21 +48,29 @@ _PIECES = re.compile(r"[:/=@|$]+")  # separators inside identifiers: host:port, 
 _NUMERIC = re.compile(r"[\d.:/\-_]+")  # numbers, IPs, times, dates
 _ALNUM = re.compile(r"[^a-z0-9]+")
 _CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+")
+_LOWER_UPPER = re.compile(r"[a-z][A-Z]|[A-Z]{2}[a-z]")
 _STEMMER = snowballstemmer.stemmer("english")
 
-# type term -> (a value of that type in a line, wording of a question asking for it)
-TYPES = {
-    "#ip": (r"(?<![\d.])\d{1,3}(?:\.\d{1,3}){3}(?![\d.])", r"\b(?:ip|ips|address|addresses|host|hosts|hostname)\b"),
-    "#port": (r"\bport \d+|(?<=\d):\d{2,5}\b", r"\bports?\b"),
-    "#duration": (r"\b\d+(?:\.\d+)? ?(?:ms|s|sec|secs|seconds?|milliseconds?|minutes?|min|hours?|us|ns)\b",
-                  r"\bhow long\b|\bduration\b|\blatency\b|\btime (?:did|does|it) "),
-    "#size": (r"\b\d+(?:\.\d+)? ?(?:b|kb|mb|gb|tb|kib|mib|gib|bytes)\b",
-              r"\bhow (?:large|big)\b|\bsize\b|\bbytes\b|\bhow much memory\b"),
-    "#code": (r"\b[a-z][a-z0-9]*(?:_[a-z0-9]+)+(?=[:(])|\b\w+\(\)", r"\b(?:function|method|procedure|routine|class)\b"),
-    "#path": (r"(?:/[\w.\-]+){2,}", r"\b(?:path|file|directory|folder)\b"),
-}
-_IN_LINE = [(name, re.compile(line, re.I)) for name, (line, _) in TYPES.items()]
-_IN_QUESTION = [(name, re.compile(question, re.I)) for name, (_, question) in TYPES.items()]
+_ISO_TIME = re.compile(r"\d{4}-\d\d-\d\dt[\d:.,]+(?:z|[+-][\d:]+)?")
+_IP = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
+_HOST_PORT = re.compile(r"(?:\d{1,3}(?:\.\d{1,3}){3}|[a-z][\w-]*(?:\.[\w-]+)*):\d{2,5}")
+_CODE = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)+:?")  # snake_case_name: (a function in most logs)
+_PATH = re.compile(r"(?:/[\w.\-]+){2,}/?")
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+_VALUE_WITH_UNIT = re.compile(r"(-?\d+(?:\.\d+)?)([a-z]+)")
+DURATION_UNITS = frozenset("ns us µs ms s sec secs second seconds millisecond milliseconds min mins minute minutes h hour hours".split())
+SIZE_UNITS = frozenset("b kb mb gb tb kib mib gib tib byte bytes".split())
+
+# Wording of a question that asks for a value of a type; lines holding such a
+# value carry the type term (see _token for how a line's values are typed).
+ASKED_TYPES = [(name, re.compile(pattern, re.I)) for name, pattern in {
+    "#ip": r"\b(?:ip|ips|address|addresses|host|hosts|hostname)\b",
+    "#port": r"\bports?\b",
+    "#duration": r"\bhow long\b|\bduration\b|\blatency\b|\btime (?:did|does|it) ",
+    "#size": r"\bhow (?:large|big)\b|\bsize\b|\bbytes\b|\bhow much memory\b",
+    "#code": r"\b(?:function|method|procedure|routine|class)\b",
+    "#path": r"\b(?:path|file|directory|folder)\b",
+}.items()]
 
 
 @lru_cache(maxsize=1 << 16)
@@ -68,14 +79,30 @@ def stem(word: str) -> str:
 
 
 @lru_cache(maxsize=1 << 18)
-def token_terms(raw: str) -> tuple[str, ...]:
-    """The terms of one whitespace token, stop words removed; the first is its head."""
+def _token(raw: str) -> tuple[tuple[str, ...], tuple[str, ...], str]:
+    """(terms, type terms, kind) of one whitespace token, cached: logs repeat their tokens.
+
+    kind is "number", "duration-unit", "size-unit", "port" or "" and types a
+    value made of two tokens ("16 ms", "port 22") in _terms.
+    """
+    code = raw.endswith(":") and _CODE.fullmatch(raw) is not None
     raw = raw.strip(_EDGE)
     low = raw.lower()
     if not low:
-        return ()
+        return (), (), ""
     terms: list[str] = []
-    if _NUMERIC.fullmatch(low) and "." not in low:
+    types: list[str] = ["#code"] if code else []
+    if _IP.search(low):
+        types.append("#ip")
+    if _HOST_PORT.fullmatch(low.lstrip("/")):
+        types.append("#port")
+    if _PATH.fullmatch(low):
+        types.append("#path")
+    if (unit := _VALUE_WITH_UNIT.fullmatch(low)) and unit.group(2) in DURATION_UNITS:
+        types.append("#duration")
+    elif unit and unit.group(2) in SIZE_UNITS:
+        types.append("#size")
+    if _ISO_TIME.fullmatch(low) or (_NUMERIC.fullmatch(low) and "." not in low):
         terms.append(low)  # a time, date or plain number: whole only
     else:
         pieces = [p for p in _PIECES.split(low) if p]
@@ -92,31 +119,80 @@ def token_terms(raw: str) -> tuple[str, ...]:
             if len(parts) > 1:
                 terms.append(piece)
             terms += [stem(p) if p.isalpha() else p for p in parts]
-        camel = _CAMEL.findall(raw)
-        if len(camel) > 1:
-            terms += [stem(c.lower()) for c in camel]
-    return tuple(dict.fromkeys(t for t in terms if t not in STOP_WORDS))
+        if _LOWER_UPPER.search(raw):  # camelCase: its words too
+            terms += [stem(c.lower()) for c in _CAMEL.findall(raw)]
+    kind = ("number" if _NUMBER.fullmatch(low) else "duration-unit" if low in DURATION_UNITS
+            else "size-unit" if low in SIZE_UNITS else "port" if low == "port" else "")
+    return tuple(dict.fromkeys(t for t in terms if t not in STOP_WORDS)), tuple(types), kind
 
 
-def _terms(text: str, types) -> list[str]:
-    out: list[str] = []
-    heads: list[str | None] = []
-    for raw in _TOKEN.findall(text):
-        terms = token_terms(raw)
-        out += terms
-        heads.append(terms[0] if terms else None)
-    out += [f"{a}~{b}" for a, b in zip(heads, heads[1:]) if a and b]
-    out += [name for name, pattern in types if pattern.search(text)]
-    return list(dict.fromkeys(out))
+_PAIR_TYPES = {("number", "duration-unit"): "#duration", ("number", "size-unit"): "#size",
+               ("port", "number"): "#port"}
+
+
+def token_terms(raw: str) -> tuple[str, ...]:
+    """The terms of one whitespace token, stop words removed; the first is its head."""
+    return _token(raw)[0]
 
 
 def line_terms(text: str) -> str:
     """The `terms` column of a (redacted) line: unique terms, space-separated."""
-    return " ".join(_terms(text, _IN_LINE))
+    out: list[str] = []
+    heads: list[str | None] = []
+    previous = ""
+    for raw in _TOKEN.findall(text):
+        terms, types, kind = _token(raw)
+        out += terms
+        out += types
+        if (pair := _PAIR_TYPES.get((previous, kind))) is not None:
+            out.append(pair)
+        previous = kind
+        heads.append(terms[0] if terms else None)
+    out += [f"{a}~{b}" for a, b in zip(heads, heads[1:]) if a and b]
+    return " ".join(dict.fromkeys(out))
+
+
+class TermsPool:
+    """line_terms of large batches in worker processes, while the caller goes on with its own work.
+
+    Terms cost about as much as the rest of indexing (mining, redaction,
+    writing): on the indexer's big batches the other cores make them free.
+    """
+
+    MIN_BATCH = 20_000  # below this, a process round trip costs more than it saves
+
+    def __init__(self, workers: int | None = None):
+        self.workers = workers or os.cpu_count() or 1
+        self._pool = None
+
+    def submit(self, lines: list[str]) -> Callable[[], list[str]]:
+        """Starts the work; the returned function waits for and returns the terms."""
+        if len(lines) < self.MIN_BATCH or self.workers < 2:
+            done = [line_terms(line) for line in lines]
+            return lambda: done
+        if self._pool is None:
+            self._pool = multiprocessing.get_context("forkserver").Pool(self.workers)
+        pending = self._pool.map_async(line_terms, lines, chunksize=max(1000, len(lines) // (4 * self.workers)))
+        return pending.get
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+            self._pool = None
 
 
 def query_terms(question: str) -> list[str]:
-    return _terms(question, _IN_QUESTION)
+    """A question's terms, plus the type terms of the values it asks for."""
+    heads = []
+    out: list[str] = []
+    for raw in _TOKEN.findall(question):
+        terms = token_terms(raw)
+        out += terms
+        heads.append(terms[0] if terms else None)
+    out += [f"{a}~{b}" for a, b in zip(heads, heads[1:]) if a and b]
+    out += [name for name, pattern in ASKED_TYPES if pattern.search(question)]
+    return list(dict.fromkeys(out))
 
 
 def content_words(question: str) -> list[str]:
