@@ -38,7 +38,7 @@ from figures import emit_ratio  # noqa: E402
 
 from monologue.agent.answering import MAX_EXPANDED_WORDS, Agent  # noqa: E402
 from monologue.agent.embedder import LocalEmbedder  # noqa: E402
-from monologue.agent.generate import generate  # noqa: E402
+from monologue.agent.generate import write_log  # noqa: E402
 from monologue.agent.indexer import Indexer  # noqa: E402
 from monologue.agent.ingest import ingest  # noqa: E402
 from monologue.agent.memory import ROW_SCHEMA, LanceStore, WeaviateStore  # noqa: E402
@@ -173,9 +173,7 @@ def main() -> int:
     weaviate_server = None
     try:
         log = work / "shop.log"
-        with open(log, "w") as out:
-            for line in generate("shop", args.lines, seed=11):
-                out.write(line + "\n")
+        write_log(log, "shop", args.lines, seed=11)
         print(f"generated {args.lines} lines; ingesting and indexing...", file=sys.stderr)
         space = Space("bench", str(work / "data"), collection="Space_bench")
         ingest(log, space.uri, show_progress=False)

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from monologue.agent.embedder import LocalEmbedder
-from monologue.agent.generate import generate
+from monologue.agent.generate import write_log
 from monologue.agent.indexer import Indexer
 from monologue.agent.ingest import ingest
 from monologue.agent.memory import LanceStore
@@ -43,9 +43,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="monologue-bench-memory-"))
     try:
         log = work / "shop.log"
-        with open(log, "w") as out:
-            for line in generate("shop", args.lines, seed=11):
-                out.write(line + "\n")
+        write_log(log, "shop", args.lines, seed=11)
         print(f"generated {args.lines} lines ({log.stat().st_size / 1e6:.0f} MB); ingesting...", file=sys.stderr)
         space = Space("bench", str(work / "data"), collection="bench")
         ingest(log, space.uri, show_progress=False)

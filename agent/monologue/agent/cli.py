@@ -286,16 +286,14 @@ DEMO_QUESTIONS = [
 
 
 def cmd_demo(args) -> int:
-    from .generate import generate
+    from .generate import write_log
 
     registry = SpaceRegistry(args.home)
     started = time.monotonic()
     sample = registry.home / "demo-shop.log"
     sample.parent.mkdir(parents=True, exist_ok=True)
     print(f"[1/3] generating {args.lines} lines of sample logs of a small shop -> {sample}", file=sys.stderr)
-    with open(sample, "w") as out:
-        for line in generate("shop", args.lines, seed=7):
-            out.write(line + "\n")
+    write_log(sample, "shop", args.lines, seed=7)
     print("[2/3] ingesting them into the embedded Space 'demo' (Parquet + DuckDB + LanceDB)", file=sys.stderr)
     ingest_args = argparse.Namespace(home=args.home, space="demo", file=sample, label=[], quiet=False,
                                      no_index=False)

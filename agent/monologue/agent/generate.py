@@ -145,3 +145,10 @@ def generate(kind: str, lines: int, seed: int = 7, start: dt.datetime | None = N
         raise ValueError(f"unknown kind {kind!r}; known: {', '.join(KINDS)}")
     start = start or dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.timezone.utc)
     return iter(Shop(seed, start, lines))
+
+
+def write_log(path, kind: str, lines: int, seed: int = 7) -> None:
+    """A generated log as a file, one line each."""
+    with open(path, "w") as out:
+        for line in generate(kind, lines, seed):
+            out.write(line + "\n")
