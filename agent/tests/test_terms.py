@@ -95,3 +95,17 @@ def agent(request, tmp_path, local_embedder):
 def test_the_line_that_answers_comes_first(agent, question, expected):
     answer = agent.ask(question, retrieval_only=True, top_k=3)
     assert expected in answer.citations[0].hit.text, [c.hit.text for c in answer.citations]
+
+
+def test_terms_of_a_big_batch_come_from_worker_processes_unchanged(monkeypatch):
+    from monologue.agent.terms import TermsPool
+
+    lines = [line for _ in range(50) for line in LINES]
+    monkeypatch.setattr(TermsPool, "MIN_BATCH", 100)
+    pool = TermsPool(workers=2)
+    try:
+        pending = pool.submit(lines)
+        assert pool._pool is not None  # the work went to the workers
+        assert pending() == [line_terms(line) for line in lines]
+    finally:
+        pool.close()
