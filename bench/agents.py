@@ -162,7 +162,7 @@ def concurrent_asks(space: Space, lance: LanceStore, embedder: LocalEmbedder) ->
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lines", type=int, default=1_000_000)
-    parser.add_argument("--asks", type=int, default=200, help="asks per store for the latency figures")
+    parser.add_argument("--asks", type=int, default=50, help="asks per store for the latency figures")
     # Importing into the harness's single Weaviate runs at about 500 objects/s on 2 cores:
     # a whole 1M-line Space would take over half an hour.
     parser.add_argument("--weaviate-lines", type=int, default=100_000,
