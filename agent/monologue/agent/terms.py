@@ -130,26 +130,28 @@ _PAIR_TYPES = {("number", "duration-unit"): "#duration", ("number", "size-unit")
                ("port", "number"): "#port"}
 
 
-def token_terms(raw: str) -> tuple[str, ...]:
-    """The terms of one whitespace token, stop words removed; the first is its head."""
-    return _token(raw)[0]
+def _analyze(text: str) -> tuple[list[str], list[str]]:
+    """(terms with neighbour pairs, type terms of the values held) of a text."""
+    terms: list[str] = []
+    types: list[str] = []
+    heads: list[str | None] = []
+    previous = ""
+    for raw in _TOKEN.findall(text):
+        token, token_types, kind = _token(raw)
+        terms += token
+        types += token_types
+        if (pair := _PAIR_TYPES.get((previous, kind))) is not None:
+            types.append(pair)
+        previous = kind
+        heads.append(token[0] if token else None)
+    terms += [f"{a}~{b}" for a, b in zip(heads, heads[1:]) if a and b]
+    return terms, types
 
 
 def line_terms(text: str) -> str:
     """The `terms` column of a (redacted) line: unique terms, space-separated."""
-    out: list[str] = []
-    heads: list[str | None] = []
-    previous = ""
-    for raw in _TOKEN.findall(text):
-        terms, types, kind = _token(raw)
-        out += terms
-        out += types
-        if (pair := _PAIR_TYPES.get((previous, kind))) is not None:
-            out.append(pair)
-        previous = kind
-        heads.append(terms[0] if terms else None)
-    out += [f"{a}~{b}" for a, b in zip(heads, heads[1:]) if a and b]
-    return " ".join(dict.fromkeys(out))
+    terms, types = _analyze(text)
+    return " ".join(dict.fromkeys(terms + types))
 
 
 class TermsPool:
@@ -184,15 +186,8 @@ class TermsPool:
 
 def query_terms(question: str) -> list[str]:
     """A question's terms, plus the type terms of the values it asks for."""
-    heads = []
-    out: list[str] = []
-    for raw in _TOKEN.findall(question):
-        terms = token_terms(raw)
-        out += terms
-        heads.append(terms[0] if terms else None)
-    out += [f"{a}~{b}" for a, b in zip(heads, heads[1:]) if a and b]
-    out += [name for name, pattern in ASKED_TYPES if pattern.search(question)]
-    return list(dict.fromkeys(out))
+    terms, _ = _analyze(question)
+    return list(dict.fromkeys(terms + [name for name, pattern in ASKED_TYPES if pattern.search(question)]))
 
 
 def content_words(question: str) -> list[str]:
