@@ -4,7 +4,8 @@ For each object not indexed yet: redact every line, mine its template, embed
 each NEW template once (the model server never sees unredacted text), and
 write one memory object per line (id from line_id) to the vector store. Then
 record, beside the data under _index/: which template each line has (the
-`logs`/`templates` views join it), the miner's state, the template vectors,
+`logs`/`templates` views join it), the object's template summary (the figures
+recall gives, summaries.py), the miner's state, the template vectors,
 and which objects are done. That record is written last, so a crash anywhere
 re-does one object, and re-doing it changes nothing (ids are stable).
 
@@ -23,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -32,7 +34,8 @@ from . import storage
 from .embedder import Embedder, EmbedderUnavailable
 from .memory import ROW_SCHEMA, StoreUnavailable, VectorStore
 from .redact import Redactor
-from .space import INDEX_DIR, LINE_TEMPLATES, TEMPLATE_TEXTS, Space
+from .space import INDEX_DIR, LINE_TEMPLATES, LINES_DIR, SUMMARIES_DIR, TEMPLATE_TEXTS, Space
+from .summaries import summarize
 from .templates import TemplateMiner
 from .terms import TermsPool
 
@@ -124,7 +127,7 @@ class Indexer:
         for info in self.pending():
             try:
                 table = pq.read_table(info.path, filesystem=self.fs,
-                                      columns=["timestamp", "labels", "line", "line_id", "level"])
+                                      columns=["timestamp", "labels", "line", "line_id", "level", "fields"])
             except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as err:
                 if isinstance(err, (FileNotFoundError,)):
                     continue
@@ -173,10 +176,19 @@ class Indexer:
             self.store.ensure(self.space.collection or self.space.name, vectors.shape[1])
             self.store.upsert(self.space.collection or self.space.name, rows, vectors, known_new)
         name = self._key(object_path).replace("/", "__")
-        storage.write_atomic(self.fs, self._path(f"lines/{name}"), _parquet_bytes(pa.table({
+        storage.write_atomic(self.fs, self._path(f"{LINES_DIR}/{name}"), _parquet_bytes(pa.table({
             "line_id": table["line_id"], "template_id": pa.array(template_ids, pa.string())},
             schema=LINE_TEMPLATES)))
+        storage.write_atomic(self.fs, self._path(f"{SUMMARIES_DIR}/{name}"), _parquet_bytes(
+            self._summary(table, template_ids)))
         return len(new)
+
+    def _summary(self, table: pa.Table, template_ids: list[str]) -> pa.Table:
+        lines = pa.table({"template_id": pa.array(template_ids, pa.string()), "timestamp": table["timestamp"],
+                          "labels": table["labels"], "fields": table["fields"]})
+        with duckdb.connect() as con:
+            con.register("object_lines", lines)
+            return summarize(con, "object_lines", self.redactor)
 
     def _quarantine(self, path: str, err: Exception) -> None:
         target = storage.join(self.root, QUARANTINE_DIR, self._key(path))

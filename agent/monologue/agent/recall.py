@@ -6,8 +6,8 @@ template of the Space uses, the template words nearest in meaning; hits from
 several Spaces are fused by reciprocal rank, since their scores are not
 comparable. Then exact statistics over every line of the recalled
 templates (count, first and last seen, most frequent label and field values),
-from DuckDB over the Space's Parquet, so "how often / since when / which
-pods" questions get numbers, not guesses.
+summed from the indexer's per-object summaries (summaries.py) with DuckDB, so
+"how often / since when / which pods" questions get numbers, not guesses.
 """
 
 from __future__ import annotations
@@ -17,18 +17,18 @@ from dataclasses import dataclass, field
 
 import duckdb
 import numpy as np
+import pyarrow.compute as pc
 
+from . import summaries
 from . import terms as search_terms
 from .memory import RRF_K, Hit, VectorStore
+from .redact import Redactor
 from .space import Space
 
 CANDIDATES_PER_RESULT = 3  # fetched per wanted line, so fusion has room
 # A view Space filters its source's memory after the search (its SQL filter may
 # use any column of `logs`, which the store does not have): fetch more.
 VIEW_OVERFETCH = 10
-TOP_VALUE_KEYS = 4
-TOP_VALUES_PER_KEY = 3
-MAX_DISTINCT_FOR_STATS = 20  # keys with more distinct values (ids, times) say little
 
 
 @dataclass
@@ -56,6 +56,7 @@ class SpaceMemory:
         self._con: duckdb.DuckDBPyConnection | None = None
         self._version: tuple | None = None  # the Space's index_version when _con was made
         self._lock = threading.Lock()
+        self.redactor = Redactor(tuple(space.extra_patterns))
         self.vocabulary = search_terms.Vocabulary()
         self._vocabulary_lock = threading.Lock()
         self._vocabulary_version: tuple | None = ()
@@ -82,6 +83,10 @@ class SpaceMemory:
         return self.space.collection or self.space.name
 
     def sql(self, query: str, params: list | None = None) -> list[tuple]:
+        return self._with_connection(lambda con: con.execute(query, params or []).fetchall())
+
+    def _with_connection(self, work):
+        """work(connection) on the connection of the current index."""
         # Registered Arrow datasets are visible to their own connection only, not
         # to its cursors: calls share the connection, one at a time.
         with self._lock:
@@ -89,11 +94,11 @@ class SpaceMemory:
             if self._con is None or version != self._version:
                 self._con, self._version = self.space.connect(), version
             try:
-                return self._con.execute(query, params or []).fetchall()
+                return work(self._con)
             except (duckdb.IOException, duckdb.InvalidInputException):
                 # An index file was rewritten between the connection's listing and this read.
                 self._con = self.space.connect()
-                return self._con.execute(query, params or []).fetchall()
+                return work(self._con)
 
     def search(self, question: str, vector: np.ndarray | None, limit: int,
                since_ns: int | None, until_ns: int | None,
@@ -115,41 +120,45 @@ class SpaceMemory:
         return hits
 
     def stats(self, template_ids: list[str], since_ns: int | None, until_ns: int | None) -> list[TemplateStat]:
+        """Exact figures of these templates: summed from the indexer's summaries
+        when they cover the question's range, else by a scan of the lines."""
         if not template_ids:
             return []
-        where, params = ["template_id IN (SELECT unnest(?))"], [template_ids]
-        if since_ns is not None:
-            where.append("epoch_ns(timestamp) >= ?")
-            params.append(since_ns)
-        if until_ns is not None:
-            where.append("epoch_ns(timestamp) < ?")
-            params.append(until_ns)
-        condition = " AND ".join(where)
-        rows = self.sql(
-            f"""SELECT template_id, count(*), epoch_ns(min(timestamp)), epoch_ns(max(timestamp))
-                FROM logs WHERE {condition} GROUP BY template_id""", params)
+        rows = self._summed_rows(template_ids, since_ns, until_ns)
+        if rows is None:
+            where, params = ["template_id IN (SELECT unnest(?))"], [template_ids]
+            if since_ns is not None:
+                where.append("epoch_ns(timestamp) >= ?")
+                params.append(since_ns)
+            if until_ns is not None:
+                where.append("epoch_ns(timestamp) < ?")
+                params.append(until_ns)
+            source = f"(SELECT template_id, timestamp, labels, fields FROM logs WHERE {' AND '.join(where)})"
+            scanned = self._with_connection(lambda con: summaries.summarize(con, source, self.redactor, params))
+            rows = zip(*(scanned[c].to_pylist() for c in ("template_id", "key", "value", "lines")),
+                       *(pc.cast(scanned[c], "int64").to_pylist() for c in ("first_seen", "last_seen")))
         texts = dict(self.sql("SELECT template_id, template FROM template_texts WHERE template_id IN "
                               "(SELECT unnest(?))", [template_ids]))
-        values = self.sql(
-            f"""WITH m AS (SELECT template_id, labels, fields FROM logs WHERE {condition}),
-                     kv AS (SELECT template_id, unnest(map_entries(labels)) AS e FROM m
-                            UNION ALL SELECT template_id, unnest(map_entries(fields)) AS e FROM m)
-                SELECT template_id, e.key, e.value, count(*) AS n FROM kv
-                GROUP BY ALL ORDER BY template_id, e.key, n DESC""", params)
-        by_template: dict[str, dict[str, list[tuple[str, int]]]] = {}
-        for tid, key, value, n in values:
-            by_template.setdefault(tid, {}).setdefault(key, []).append((value, n))
-        stats = []
-        for tid, count, first, last in rows:
-            keys = by_template.get(tid, {})
-            # Keys that vary a little say most (which pods, which users); keys
-            # with one value come next; near-unique keys (ids, times) are left out.
-            useful = sorted((k for k, vs in keys.items() if len(vs) <= MAX_DISTINCT_FOR_STATS),
-                            key=lambda k: (len(keys[k]) == 1, len(keys[k])))[:TOP_VALUE_KEYS]
-            top = [(k, v, n) for k in useful for v, n in keys[k][:TOP_VALUES_PER_KEY]]
-            stats.append(TemplateStat(self.space.name, tid, texts.get(tid, ""), count, first, last, top))
-        order = {tid: i for i, tid in enumerate(template_ids)}
-        return sorted(stats, key=lambda s: order[s.template_id])
+        figures = summaries.figures(list(rows))
+        return [TemplateStat(self.space.name, tid, texts.get(tid, ""), f.count, f.first_seen_ns, f.last_seen_ns,
+                             f.top_values)
+                for tid in template_ids if (f := figures.get(tid))]
+
+    def _summed_rows(self, template_ids: list[str], since_ns: int | None,
+                     until_ns: int | None) -> list[tuple] | None:
+        """Summary rows of the objects inside the range; None if there are no
+        summaries or an object straddles an edge of the range."""
+        if not self.sql("SELECT 1 FROM duckdb_tables() WHERE table_name = 'template_summaries'"):
+            return None
+        since = since_ns if since_ns is not None else -(2 ** 63)
+        until = until_ns if until_ns is not None else 2 ** 63 - 1
+        rows = self.sql(
+            """SELECT template_id, key, value, lines, epoch_ns(first_seen), epoch_ns(last_seen)
+               FROM template_summaries WHERE template_id IN (SELECT unnest(?))
+                 AND epoch_ns(last_seen) >= ? AND epoch_ns(first_seen) < ?""", [template_ids, since, until])
+        if any(key is None and (first < since or last >= until) for _, key, _, _, first, last in rows):
+            return None
+        return rows
 
     def line_count(self) -> int:
         return self.sql("SELECT count(*) FROM logs")[0][0]

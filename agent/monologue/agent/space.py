@@ -6,6 +6,9 @@ shipper or by file ingest) and exposes two DuckDB views:
   logs       one row per line (the shared schema) plus its template_id
   templates  one row per template: text, lines, first_seen, last_seen
 
+and, once every indexed object has one, the table template_summaries
+(summaries.py): recall's figures without a scan.
+
 A view Space is another Space plus a SQL filter: the same objects, no copy.
 DuckDB's httpfs extension cannot be fetched everywhere, so DuckDB scans
 pyarrow datasets, and pyarrow.fs reaches S3 or the local disk.
@@ -21,12 +24,15 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.fs as pafs
 
 from . import logschema, storage
+from .summaries import SUMMARY_SCHEMA
 
 INDEX_DIR = "_index"  # beside the data; pyarrow datasets skip "_" prefixes
 LINE_TEMPLATES = pa.schema([("line_id", pa.string()), ("template_id", pa.string())])
 TEMPLATE_TEXTS = pa.schema([("template_id", pa.string()), ("template", pa.string())])
+LINES_DIR, SUMMARIES_DIR = "lines", "summaries"  # under INDEX_DIR, one file per indexed object
 
 
 class SpaceNotFound(LookupError):
@@ -70,7 +76,7 @@ class Space:
         con = duckdb.connect(config={"threads": str(os.cpu_count() or 1)})
         raw = self._dataset("", logschema.arrow_schema())
         con.register("raw_logs", raw)
-        con.register("line_templates", self._dataset(f"{INDEX_DIR}/lines", LINE_TEMPLATES))
+        con.register("line_templates", self._dataset(f"{INDEX_DIR}/{LINES_DIR}", LINE_TEMPLATES))
         con.register("template_texts", self._dataset(f"{INDEX_DIR}/templates", TEMPLATE_TEXTS))
         where = f"WHERE {self.where}" if self.where else ""
         con.execute(
@@ -86,11 +92,35 @@ class Space:
                WHERE l.template_id IS NOT NULL
                GROUP BY l.template_id"""
         )
+        self._load_summaries(con)
         # The views are all a Space's SQL needs: no file or network access
         # from a filter or a question's SQL.
         con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
         return con
+
+
+    def _load_summaries(self, con: duckdb.DuckDBPyConnection) -> None:
+        """template_summaries, in memory, if every indexed object has its summary.
+
+        Not for a view Space: summaries count all of the source's lines, and a
+        view keeps some. Listed once, so the files read are the files checked."""
+        if self.where:
+            return
+        fs, root = storage.filesystem(self.uri)
+        summaries = self._index_files(fs, root, SUMMARIES_DIR)
+        if not summaries or not set(summaries) >= set(self._index_files(fs, root, LINES_DIR)):
+            return
+        con.register("object_summaries", ds.dataset(list(summaries.values()), filesystem=fs,
+                                                    format="parquet", schema=SUMMARY_SCHEMA))
+        con.execute("CREATE TEMP TABLE template_summaries AS SELECT * FROM object_summaries")
+        con.unregister("object_summaries")
+
+    @staticmethod
+    def _index_files(fs: pafs.FileSystem, root: str, directory: str) -> dict[str, str]:
+        selector = pafs.FileSelector(storage.join(root, INDEX_DIR, directory), allow_not_found=True)
+        return {info.base_name: info.path for info in fs.get_file_info(selector)
+                if info.type == pafs.FileType.File and info.base_name.endswith(".parquet")}
 
 
 class SpaceRegistry:
