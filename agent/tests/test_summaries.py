@@ -46,7 +46,7 @@ def scanned(space: Space, store: LanceStore, tid: str, since=None, until=None):
     shutil.move(f"{space.uri}/_index/summaries", saved)
     try:
         memory = SpaceMemory(space, store)
-        assert memory._summed_rows([tid], since, until) is None
+        assert memory._summed_rows(memory._index(), [tid], since, until) is None
         return memory.stats([tid], since, until)
     finally:
         shutil.move(saved, f"{space.uri}/_index/summaries")
@@ -56,7 +56,7 @@ def test_summed_figures_equal_a_scan_of_every_line(tmp_path, local_embedder):
     space, store = indexed_space(tmp_path, local_embedder)
     memory = SpaceMemory(space, store)
     tid = placed_template(memory)
-    assert memory._summed_rows([tid], None, None)  # the figures come from the summaries
+    assert memory._summed_rows(memory._index(), [tid], None, None)  # the figures come from the summaries
     stat, = memory.stats([tid], None, None)
     assert stat.count == 240
     assert (stat.first_seen_ns, stat.last_seen_ns) == (HOUR_10 + NS, HOUR_10 + (3600 + 59 * 60 + 30) * 10**9 + NS)
@@ -75,14 +75,14 @@ def test_a_range_inside_whole_objects_is_summed_and_one_across_an_object_is_scan
     hour = 3600 * 10**9
 
     second_hour = (HOUR_10 + hour, HOUR_10 + 2 * hour)
-    assert memory._summed_rows([tid], *second_hour)
+    assert memory._summed_rows(memory._index(), [tid], *second_hour)
     stat, = memory.stats([tid], *second_hour)
     assert stat.count == 120 and stat.first_seen_ns == HOUR_10 + hour + NS
     assert ("user", "u10", 8) in stat.top_values  # 15 users in this hour alone: shown
     assert scanned(space, store, tid, *second_hour) == [stat]
 
     half_past_ten = (HOUR_10 + hour // 2, None)
-    assert memory._summed_rows([tid], *half_past_ten) is None  # the 10:00 object straddles it
+    assert memory._summed_rows(memory._index(), [tid], *half_past_ten) is None  # the 10:00 object straddles it
     stat, = memory.stats([tid], *half_past_ten)
     assert stat.count == 60 + 120 and stat.first_seen_ns == HOUR_10 + hour // 2 + NS
 

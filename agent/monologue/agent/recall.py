@@ -43,6 +43,14 @@ class TemplateStat:
 
 
 @dataclass
+class _IndexFigures:
+    version: tuple | None  # the Space's index_version they were read at
+    texts: dict[str, str]  # template_id -> template
+    rows: dict[str, list[tuple]] | None  # template_id -> summary rows; None: no summaries
+    figures: dict[str, summaries.TemplateFigures] | None  # over all time
+
+
+@dataclass
 class Recalled:
     hits: list[Hit]
     stats: list[TemplateStat]
@@ -56,6 +64,7 @@ class SpaceMemory:
         self._con: duckdb.DuckDBPyConnection | None = None
         self._version: tuple | None = None  # the Space's index_version when _con was made
         self._lock = threading.Lock()
+        self._index_figures: _IndexFigures | None = None
         self.redactor = Redactor(tuple(space.extra_patterns))
         self.vocabulary = search_terms.Vocabulary()
         self._vocabulary_lock = threading.Lock()
@@ -109,7 +118,8 @@ class SpaceMemory:
         unknown = [v for w, v in (word_vectors or {}).items() if w not in self.vocabulary]
         if unknown:
             query += self.vocabulary.expand(np.vstack(unknown))
-        hits = self.store.search(self.collection, " ".join(dict.fromkeys(query)), vector, fetch, since_ns, until_ns)
+        query = list(dict.fromkeys(query))
+        hits = self.store.search(self.collection, " ".join(query), vector, fetch, since_ns, until_ns)
         for hit in hits:
             hit.space = self.space.name
         if self.space.where and hits:
@@ -124,41 +134,63 @@ class SpaceMemory:
         when they cover the question's range, else by a scan of the lines."""
         if not template_ids:
             return []
-        rows = self._summed_rows(template_ids, since_ns, until_ns)
-        if rows is None:
-            where, params = ["template_id IN (SELECT unnest(?))"], [template_ids]
-            if since_ns is not None:
-                where.append("epoch_ns(timestamp) >= ?")
-                params.append(since_ns)
-            if until_ns is not None:
-                where.append("epoch_ns(timestamp) < ?")
-                params.append(until_ns)
-            source = f"(SELECT template_id, timestamp, labels, fields FROM logs WHERE {' AND '.join(where)})"
-            scanned = self._with_connection(lambda con: summaries.summarize(con, source, self.redactor, params))
-            rows = zip(*(scanned[c].to_pylist() for c in ("template_id", "key", "value", "lines")),
-                       *(pc.cast(scanned[c], "int64").to_pylist() for c in ("first_seen", "last_seen")))
-        texts = dict(self.sql("SELECT template_id, template FROM template_texts WHERE template_id IN "
-                              "(SELECT unnest(?))", [template_ids]))
-        figures = summaries.figures(list(rows))
-        return [TemplateStat(self.space.name, tid, texts.get(tid, ""), f.count, f.first_seen_ns, f.last_seen_ns,
-                             f.top_values)
+        index = self._index()
+        if since_ns is None and until_ns is None and index.figures is not None:
+            figures = index.figures
+        else:
+            rows = self._summed_rows(index, template_ids, since_ns, until_ns)
+            if rows is None:
+                rows = self._scanned_rows(template_ids, since_ns, until_ns)
+            figures = summaries.figures(rows)
+        return [TemplateStat(self.space.name, tid, index.texts.get(tid, ""), f.count, f.first_seen_ns,
+                             f.last_seen_ns, f.top_values)
                 for tid in template_ids if (f := figures.get(tid))]
 
-    def _summed_rows(self, template_ids: list[str], since_ns: int | None,
+    def _index(self) -> _IndexFigures:
+        """The current index's template texts and summaries, read once per index version."""
+        with self._lock:
+            version = self.space.index_version()
+            if self._index_figures is not None and self._index_figures.version == version:
+                return self._index_figures
+        texts = dict(self.sql("SELECT template_id, template FROM template_texts"))
+        rows = None
+        if self.sql("SELECT 1 FROM duckdb_tables() WHERE table_name = 'template_summaries'"):
+            rows = {}
+            for row in self.sql("SELECT template_id, key, value, lines, epoch_ns(first_seen), epoch_ns(last_seen) "
+                                "FROM template_summaries"):
+                rows.setdefault(row[0], []).append(row)
+        index = _IndexFigures(version, texts, rows,
+                              None if rows is None else summaries.figures([r for rs in rows.values() for r in rs]))
+        self._index_figures = index
+        return index
+
+    @staticmethod
+    def _summed_rows(index: _IndexFigures, template_ids: list[str], since_ns: int | None,
                      until_ns: int | None) -> list[tuple] | None:
         """Summary rows of the objects inside the range; None if there are no
         summaries or an object straddles an edge of the range."""
-        if not self.sql("SELECT 1 FROM duckdb_tables() WHERE table_name = 'template_summaries'"):
+        if index.rows is None:
             return None
         since = since_ns if since_ns is not None else -(2 ** 63)
         until = until_ns if until_ns is not None else 2 ** 63 - 1
-        rows = self.sql(
-            """SELECT template_id, key, value, lines, epoch_ns(first_seen), epoch_ns(last_seen)
-               FROM template_summaries WHERE template_id IN (SELECT unnest(?))
-                 AND epoch_ns(last_seen) >= ? AND epoch_ns(first_seen) < ?""", [template_ids, since, until])
+        rows = [row for tid in template_ids for row in index.rows.get(tid, ()) if row[5] >= since and row[4] < until]
         if any(key is None and (first < since or last >= until) for _, key, _, _, first, last in rows):
             return None
         return rows
+
+    def _scanned_rows(self, template_ids: list[str], since_ns: int | None, until_ns: int | None) -> list[tuple]:
+        """Summary rows of the lines themselves: a scan."""
+        where, params = ["template_id IN (SELECT unnest(?))"], [template_ids]
+        if since_ns is not None:
+            where.append("epoch_ns(timestamp) >= ?")
+            params.append(since_ns)
+        if until_ns is not None:
+            where.append("epoch_ns(timestamp) < ?")
+            params.append(until_ns)
+        source = f"(SELECT template_id, timestamp, labels, fields FROM logs WHERE {' AND '.join(where)})"
+        scanned = self._with_connection(lambda con: summaries.summarize(con, source, self.redactor, params))
+        return list(zip(*(scanned[c].to_pylist() for c in ("template_id", "key", "value", "lines")),
+                        *(pc.cast(scanned[c], "int64").to_pylist() for c in ("first_seen", "last_seen"))))
 
     def line_count(self) -> int:
         return self.sql("SELECT count(*) FROM logs")[0][0]
