@@ -160,3 +160,22 @@ def test_a_crash_after_writing_memory_but_before_recording_it_does_not_duplicate
     report = Indexer(space, store, local_embedder).run_once()
     assert report.objects == 1
     assert store.count("shop") == 100
+
+
+def test_labels_become_the_same_json_as_row_by_row():
+    import json
+
+    import pyarrow as pa
+    from monologue.agent.indexer import _labels_json
+
+    labels = pa.map_(pa.string(), pa.string())
+    cases = [
+        pa.chunked_array([pa.array([[("job", "a"), ("pod", "p1")]] * 3 + [[("job", "b")], []], labels),
+                          pa.array([[("z", "1"), ("a", "2")]], labels)]),
+        # values holding the separators of the fast path, which could make two sets look alike
+        pa.chunked_array([pa.array([[("a", "1\x01b\x002")], [("a", "1"), ("b", "2")]], labels)]),
+        pa.chunked_array([pa.array([None, [("a", "1")]], labels)]),
+    ]
+    for column in cases:
+        expected = [json.dumps(dict(pairs or []), sort_keys=True) for pairs in column.to_pylist()]
+        assert _labels_json(column) == expected

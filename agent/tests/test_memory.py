@@ -28,7 +28,7 @@ def rows(lines, offset=0):
             "terms": [line_terms(text) for text, _, _ in lines],
             "template_id": [t for _, t, _ in lines],
             "template": [text for text, _, _ in lines],
-            "level": ["error", "info", "warn", "info"][:n],
+            "level": [["error", "info", "warn", "info"][i % 4] for i in range(n)],
             "labels": [json.dumps({"app": "shop", "pod": f"pod-{i}"}) for i in range(n)],
             "timestamp": pa.array([BASE_NS + (i + offset) * 10**9 for i in range(n)], pa.int64()).cast(
                 pa.timestamp("ns", tz="UTC")),
@@ -115,3 +115,23 @@ def test_drop_removes_the_collection(store, tmp_path):
     store.ensure(name, 4)
     assert store.count(name) == 0
     store.drop(name)
+
+
+def test_lancedb_full_text_index_covers_every_row_after_optimize(tmp_path):
+    """A first pass (most rows new: the index is rebuilt) and a small append (merged)."""
+    store = LanceStore(str(tmp_path / "memory"))
+    store.ensure("c", 4)
+    many = [(f"{text} batch {i}", t, v) for i in range(25) for text, t, v in LINES]
+    table, vectors = rows(many)
+    store.upsert("c", table, vectors, known_new=True)
+    store.optimize("c")
+    stats = store._table("c").index_stats("terms_idx")
+    assert (stats.num_indexed_rows, stats.num_unindexed_rows) == (100, 0)
+
+    table, vectors = rows([("kernel oops in module zfs", "T5", [0.5, 0.5, 0.0, 0.0])], offset=100)
+    store.upsert("c", table, vectors, known_new=True)
+    store.optimize("c")
+    stats = store._table("c").index_stats("terms_idx")
+    assert (stats.num_indexed_rows, stats.num_unindexed_rows) == (101, 0)
+    assert [h.text for h in store.search("c", terms("zfs oops"), None, 3)] == ["kernel oops in module zfs"]
+    assert len(store.search("c", terms("disk full"), None, 100)) == 25

@@ -27,6 +27,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
@@ -160,7 +161,7 @@ class Indexer:
         if self.per_line_vectors:
             vectors = self.embedder.embed(lines)
         else:
-            vectors = np.vstack([self.template_vectors[tid] for tid in template_ids]) if lines else np.zeros((0, 1))
+            vectors = self._template_vector_rows(template_ids)
         rows = pa.table({
             "line_id": table["line_id"],
             "text": pa.array(lines, pa.string()),
@@ -182,6 +183,15 @@ class Indexer:
         storage.write_atomic(self.fs, self._path(f"{SUMMARIES_DIR}/{name}"), _parquet_bytes(
             self._summary(table, template_ids)))
         return len(new)
+
+    def _template_vector_rows(self, template_ids: list[str]) -> np.ndarray:
+        """Each line's template vector, one row per line."""
+        if not template_ids:
+            return np.zeros((0, 1), np.float32)
+        distinct = list(dict.fromkeys(template_ids))
+        position = {tid: i for i, tid in enumerate(distinct)}
+        matrix = np.vstack([self.template_vectors[tid] for tid in distinct])
+        return matrix[np.fromiter((position[t] for t in template_ids), np.int64, len(template_ids))]
 
     def _summary(self, table: pa.Table, template_ids: list[str]) -> pa.Table:
         lines = pa.table({"template_id": pa.array(template_ids, pa.string()), "timestamp": table["timestamp"],
@@ -213,16 +223,19 @@ class Indexer:
 
 
 def _labels_json(column: pa.ChunkedArray) -> list[str]:
-    """Labels as JSON text per row; a stream's rows share one labels set, so each is encoded once."""
-    encoded: dict[tuple, str] = {}
-    out = []
-    for pairs in column.to_pylist():
-        key = tuple(pairs)
-        text = encoded.get(key)
-        if text is None:
-            text = encoded[key] = json.dumps(dict(pairs), sort_keys=True)
-        out.append(text)
-    return out
+    """Labels as JSON text per row. A stream's rows share one labels set: each
+    distinct set is found in Arrow (no Python per row) and encoded once."""
+    labels = column.combine_chunks()
+    separators = any(pc.any(pc.match_substring_regex(part, "[\\x00\\x01]")).as_py()
+                     for part in (labels.keys, labels.items))
+    if labels.null_count or separators:  # rare: the simple way
+        return [json.dumps(dict(pairs or []), sort_keys=True) for pairs in labels.to_pylist()]
+    pairs = pc.binary_join_element_wise(labels.keys, labels.items, "\x00", null_handling="replace")
+    per_row = pc.binary_join(pa.ListArray.from_arrays(labels.offsets, pairs), "\x01").dictionary_encode()
+    indices = per_row.indices.to_numpy(zero_copy_only=False)
+    _, first_rows = np.unique(indices, return_index=True)  # a row of each set, in code order
+    encoded = [json.dumps(dict(labels[int(row)].as_py()), sort_keys=True) for row in first_rows]
+    return [encoded[code] for code in indices.tolist()]
 
 
 def _parquet_bytes(table: pa.Table) -> bytes:
