@@ -37,6 +37,13 @@ def test_neighbouring_tokens_make_a_term():
     assert "task~28.0" in query_terms("In which stage did task 28.0 finish?")
 
 
+def test_times_and_dates_make_no_pairs():
+    """A time next to a word says nothing about the event: such pairs only bloat the index."""
+    terms = line_terms("17/06/09 20:10:53 INFO 2026-11-02T09:00:00.302Z took 16 ms").split()
+    assert {"17/06/09", "20:10:53", "2026-11-02t09:00:00.302z", "took~16"} <= set(terms)
+    assert not [t for t in terms if "~" in t and any(c in t for c in ":/")], terms
+
+
 def test_a_line_holding_a_value_of_the_asked_type_is_tagged():
     assert "#port" in line_terms("Failed password for root from 1.2.3.4 port 22 ssh2").split()
     assert "#port" in query_terms("Which port did the login come from?")

@@ -12,7 +12,8 @@ match everywhere, and knows no `finished` from `completed`. So, per token:
   are never split into their digits, and neither are times and dates;
 - words are lower-cased and stemmed (Snowball English: `failures` = `failure`);
 - each pair of adjacent tokens is also a term (`task~28.0`), so a question
-  naming "task 28.0" prefers that line over "task 0.0 in stage 28.0";
+  naming "task 28.0" prefers that line over "task 0.0 in stage 28.0"
+  (times and dates are left out of pairs);
 - a few kinds of value get a type term (`#port`, `#ip`, `#duration`,
   `#size`, `#code`, `#path`) that the question's wording asks for ("which
   port", "how long", "which function"), so a line holding such a value wins
@@ -52,6 +53,7 @@ _LOWER_UPPER = re.compile(r"[a-z][A-Z]|[A-Z]{2}[a-z]")
 _STEMMER = snowballstemmer.stemmer("english")
 
 _ISO_TIME = re.compile(r"\d{4}-\d\d-\d\dt[\d:.,]+(?:z|[+-][\d:]+)?")
+_CLOCK_OR_DATE = re.compile(r"\d{1,2}:\d\d(?::\d\d(?:[.,]\d+)?)?|\d{2,4}[/-]\d\d?[/-]\d{1,4}")
 _IP = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
 _HOST_PORT = re.compile(r"(?:\d{1,3}(?:\.\d{1,3}){3}|[a-z][\w-]*(?:\.[\w-]+)*):\d{2,5}")
 _CODE = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)+:?")  # snake_case_name: (a function in most logs)
@@ -82,8 +84,9 @@ def stem(word: str) -> str:
 def _token(raw: str) -> tuple[tuple[str, ...], tuple[str, ...], str]:
     """(terms, type terms, kind) of one whitespace token, cached: logs repeat their tokens.
 
-    kind is "number", "duration-unit", "size-unit", "port" or "" and types a
-    value made of two tokens ("16 ms", "port 22") in _terms.
+    kind is "time", "number", "duration-unit", "size-unit", "port" or "": it
+    types a value made of two tokens ("16 ms", "port 22") and keeps times out
+    of the neighbour pairs, in _analyze.
     """
     code = raw.endswith(":") and _CODE.fullmatch(raw) is not None
     raw = raw.strip(_EDGE)
@@ -121,7 +124,8 @@ def _token(raw: str) -> tuple[tuple[str, ...], tuple[str, ...], str]:
             terms += [stem(p) if p.isalpha() else p for p in parts]
         if _LOWER_UPPER.search(raw):  # camelCase: its words too
             terms += [stem(c.lower()) for c in _CAMEL.findall(raw)]
-    kind = ("number" if _NUMBER.fullmatch(low) else "duration-unit" if low in DURATION_UNITS
+    kind = ("time" if _ISO_TIME.fullmatch(low) or _CLOCK_OR_DATE.fullmatch(low)
+            else "number" if _NUMBER.fullmatch(low) else "duration-unit" if low in DURATION_UNITS
             else "size-unit" if low in SIZE_UNITS else "port" if low == "port" else "")
     return tuple(dict.fromkeys(t for t in terms if t not in STOP_WORDS)), tuple(types), kind
 
@@ -143,7 +147,9 @@ def _analyze(text: str) -> tuple[list[str], list[str]]:
         if (pair := _PAIR_TYPES.get((previous, kind))) is not None:
             types.append(pair)
         previous = kind
-        heads.append(token[0] if token else None)
+        # A time or date next to a word says nothing about the event, and
+        # such pairs would be nearly one per line: a third of the index.
+        heads.append(token[0] if token and kind != "time" else None)
     terms += [f"{a}~{b}" for a, b in zip(heads, heads[1:]) if a and b]
     return terms, types
 
