@@ -3,6 +3,7 @@
 package loki
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -100,6 +101,8 @@ type Client struct {
 	log       *slog.Logger
 	limit     int
 	streams   map[string]*Stream
+	body      bytes.Buffer // the response being decoded, reused from page to page
+	spans     []span
 	OnAttempt func(err error)
 	OnRetry   func(attempt int, err error, wait time.Duration)
 }
@@ -347,7 +350,7 @@ func (c *Client) fetch(ctx context.Context, from, to int64, limit int) ([]Entry,
 	if strings.HasPrefix(resp.Header.Get("Content-Type"), parquetType) {
 		entries, err = c.decodeParquet(resp.Body)
 	} else {
-		entries, err = c.decodeJSON(resp.Body)
+		entries, err = c.decodeJSON(resp.Body, limit)
 	}
 	if err != nil {
 		// A body cut short by a dropped connection is the network's fault.
