@@ -8,14 +8,12 @@ words), template id and text, labels, level, timestamp, line_id, and a vector
 (its template's by default). Object identity derives from line_id, so
 re-indexing never duplicates.
 
-Both stores rank alike, in fuse(): BM25 (b = BM25_B) scaled to the best hit,
-plus SIMILARITY_WEIGHT times the cosine with the question; a vector search
-runs only when the words found fewer lines than asked for.
+Both stores rank by relative-score fusion: BM25 scaled to the best hit, plus
+SIMILARITY_WEIGHT times the cosine with the question. BM25 uses b = BM25_B.
 """
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import re
@@ -276,10 +274,6 @@ def _lance_time_filter(since_ns, until_ns) -> str:
 # ---------------------------------------------------------------- Weaviate
 
 
-_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
-_MICROSECOND = datetime.timedelta(microseconds=1)
-
-
 class WeaviateStore:
     """Cluster: one Weaviate collection per Space, bring-your-own vectors."""
 
@@ -343,7 +337,9 @@ class WeaviateStore:
             raise StoreUnavailable(f"{len(failed)} objects failed to import: {failed[0].message}")
 
     def search(self, collection, terms, vector, limit, since_ns=None, until_ns=None) -> list[Hit]:
-        from weaviate.classes.query import Filter, MetadataQuery
+        import datetime as dt
+
+        from weaviate.classes.query import Filter, HybridFusion, MetadataQuery
 
         if not self.client.collections.exists(collection):
             return []  # a Space with nothing indexed yet
@@ -351,30 +347,27 @@ class WeaviateStore:
         filters = None
         for bound, op in ((since_ns, "greater_or_equal"), (until_ns, "less_than")):
             if bound is not None:
-                moment = datetime.datetime.fromtimestamp(bound / 1e9, datetime.timezone.utc)
+                moment = dt.datetime.fromtimestamp(bound / 1e9, dt.timezone.utc)
                 condition = getattr(Filter.by_property("timestamp"), op)(moment)
                 filters = condition if filters is None else filters & condition
-        # As LanceDB: words lead and vectors order the word hits (fuse); a vector
-        # search is only worth it when words found too little.
-        words = self._rows(handle.query.bm25(
-            query=terms, query_properties=["terms"], limit=limit, filters=filters, include_vector=True,
-            return_metadata=MetadataQuery(score=True))) if terms.strip() else []
-        meaning = self._rows(handle.query.near_vector(
-            vector.tolist(), limit=limit, filters=filters, include_vector=True,
-        )) if vector is not None and len(words) < limit else []
-        return [_hit(row, score) for row, score in fuse(words, meaning, vector)][:limit]
-
-    @staticmethod
-    def _rows(found) -> list[dict]:
-        rows = []
+        if terms.strip():
+            # alpha: the vector's share after both sides are scaled to [0, 1], as SIMILARITY_WEIGHT is for LanceDB.
+            alpha = SIMILARITY_WEIGHT / (1 + SIMILARITY_WEIGHT) if vector is not None else 0.0
+            found = handle.query.hybrid(
+                query=terms, vector=None if vector is None else vector.tolist(), alpha=alpha,
+                limit=limit, filters=filters, fusion_type=HybridFusion.RELATIVE_SCORE,
+                query_properties=["terms"], return_metadata=MetadataQuery(score=True),
+            )
+        else:
+            found = handle.query.near_vector(vector.tolist(), limit=limit, filters=filters,
+                                             return_metadata=MetadataQuery(distance=True))
+        hits = []
         for obj in found.objects:
-            row = dict(obj.properties)
-            moment = row.get("timestamp")
-            row["timestamp"] = (moment - _EPOCH) // _MICROSECOND * 1000 if moment else 0  # Weaviate has µs
-            row["_score"] = obj.metadata.score or 0.0
-            row["vector"] = obj.vector.get("default") if isinstance(obj.vector, dict) else obj.vector
-            rows.append(row)
-        return rows
+            props = dict(obj.properties)
+            props["timestamp"] = props.get("timestamp")
+            score = obj.metadata.score if obj.metadata.score is not None else -(obj.metadata.distance or 0)
+            hits.append(_hit(props, score))
+        return sorted(hits, key=lambda hit: newest_first_on_ties(hit.score, hit.timestamp_ns))
 
     def count(self, collection: str) -> int:
         if not self.client.collections.exists(collection):
