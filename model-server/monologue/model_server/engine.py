@@ -174,7 +174,10 @@ class Engine:
         if self.role != GENERATION:
             raise WrongRole(f"model {self.info.name} serves embeddings, not generation")
         prompt, template_stops = self.render_prompt(params)
-        prompt_tokens = len(self.llm.tokenize(prompt.encode(), special=True))
+        # Tokenized once: llama_cpp takes the tokens as they are (a string it
+        # would tokenize again, the same way: BOS as the model says, special on).
+        tokens = self.llm.tokenize(prompt.encode(), add_bos=True, special=True)
+        prompt_tokens = len(tokens)
         if prompt_tokens + params.max_tokens > self.window:
             raise InvalidRequest(
                 f"prompt ({prompt_tokens} tokens) plus max_tokens ({params.max_tokens}) exceed "
@@ -182,7 +185,7 @@ class Engine:
             )
         grammar = self._grammar(params)
         stream = self.llm.create_completion(
-            prompt,
+            tokens,
             max_tokens=params.max_tokens,
             temperature=params.temperature,
             top_p=params.top_p,
