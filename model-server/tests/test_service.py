@@ -16,6 +16,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from llama_cpp import Llama
 from monologue.api.v1 import model_pb2 as pb
 from monologue.api.v1 import model_pb2_grpc
+from monologue.model_server.engine import GenerateParams
+from monologue.model_server.scheduler import GenerateJob
 from monologue.model_server.service import ModelServer, Settings, create_server
 
 Code = grpc.StatusCode
@@ -149,6 +151,21 @@ def test_cancelled_call_stops_generating_at_once(gen):
     gen.generate(prompt="hi", max_tokens=2, timeout=30)
     assert time.monotonic() - started < 5
     assert gen.model.scheduler._size == 0
+
+
+def test_a_reader_that_stops_reading_does_not_hold_the_model(gen):
+    # The worker computes a token when the reader asks for it; one that stops
+    # asking (without cancelling) must not keep the model from the others.
+    job = GenerateJob(GenerateParams(prompt="Write a long story:", max_tokens=48, temperature=0.8))
+    gen.model.scheduler.submit("stuck-reader", job)
+    stream = job.results()
+    try:
+        assert next(stream).text  # one token read, then no more
+        assert gen.generate(prompt="hi", max_tokens=2, timeout=60)[-1].finish_reason in ("stop", "length")
+        # the rest of the stuck job was generated, not dropped
+        assert job.chunks.qsize() > 1
+    finally:
+        stream.close()
 
 
 def test_deadline_is_honoured_in_the_middle_of_a_generation(gen):

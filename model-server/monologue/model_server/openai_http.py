@@ -140,6 +140,12 @@ def make_handler(model: ModelServer):
         def _complete(self, body: dict, chat: bool) -> None:
             params = _params(body, model.settings.default_max_tokens, chat)
             job = model.generate(self.client_address[0], params)
+            try:  # cancelled on every way out (a failed write included): the worker stops at once
+                self._respond(job, chat, stream=bool(body.get("stream")))
+            finally:
+                job.cancel()
+
+        def _respond(self, job, chat: bool, stream: bool) -> None:
             name = model.ready_engine().info.name
             ident = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}"
             created = int(time.time())
@@ -152,14 +158,11 @@ def make_handler(model: ModelServer):
                 content = {"content": text} if stream else {"role": "assistant", "content": text}
                 return {"index": 0, key: content, "finish_reason": finish}
 
-            if not body.get("stream"):
+            if not stream:
                 text, last = [], None
-                try:
-                    for chunk in job.results():
-                        text.append(chunk.text)
-                        last = chunk
-                finally:
-                    job.cancel()
+                for chunk in job.results():
+                    text.append(chunk.text)
+                    last = chunk
                 payload = {
                     "id": ident, "object": kind, "created": created, "model": name,
                     "choices": [choice("".join(text), last.finish_reason, False)],
@@ -186,8 +189,6 @@ def make_handler(model: ModelServer):
             except Exception as err:
                 message = {"error": {"message": str(err), "code": status_of(err).name}}
                 self.wfile.write(f"data: {json.dumps(message)}\n\n".encode())
-            finally:
-                job.cancel()
 
         def _embeddings(self, body: dict) -> None:
             texts = body.get("input")

@@ -5,6 +5,20 @@ the lines in turn, so one busy client cannot starve the others. A full queue
 refuses at once (QueueFull), which the service maps to RESOURCE_EXHAUSTED:
 back-pressure instead of unbounded latency. Embedding requests that are
 waiting together are run as one llama.cpp batch.
+
+One thread, always the same, runs llama.cpp: its OpenMP runtime keeps a team
+of threads per calling thread, and once teams outnumber the cores it stops
+spinning and decoding slows by half or more.
+
+A generation is pulled, not pushed: the worker computes the next token when
+the request's thread asks for it, i.e. once that thread has sent the previous
+one. Pushing ahead would wake the request's thread while llama.cpp keeps every
+core busy, and the token would wait for a core (several milliseconds). Pulled,
+each hand-off between the two threads finds the cores idle.
+
+A reader that does not ask for its next token within PULL_WAIT (a stuck or
+slow client) is not waited for: the worker then runs ahead to the end of the
+job, queueing the tokens, as it would push them.
 """
 
 from __future__ import annotations
@@ -15,7 +29,7 @@ import threading
 from collections import OrderedDict, deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 from prometheus_client import Gauge
 
@@ -24,6 +38,7 @@ from .engine import Chunk, Engine, GenerateParams
 QUEUE_DEPTH = Gauge("model_server_queue_depth", "Requests waiting for the model")
 
 _DONE = object()
+PULL_WAIT = 0.1  # seconds the worker waits for a reader to ask for its next token
 
 
 class QueueFull(Exception):
@@ -39,19 +54,27 @@ class GenerateJob:
     params: GenerateParams
     chunks: "queue.Queue[Any]" = field(default_factory=queue.Queue)
     cancelled: threading.Event = field(default_factory=threading.Event)
+    # One permit per chunk the reader asked for; the first is asked at once.
+    wanted: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(1))
 
     def cancel(self) -> None:
         self.cancelled.set()
+        self.wanted.release()  # a worker waiting for the reader sees the cancel
 
-    def results(self):
+    def results(self) -> Iterator[Chunk]:
         """Chunks as the worker produces them; re-raises the worker's error."""
-        while True:
-            item = self.chunks.get()
-            if item is _DONE:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
+        try:
+            while True:
+                item = self.chunks.get()
+                if item is _DONE:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+                if not item.finish_reason:
+                    self.wanted.release()  # handed on (sent): ask for the next one
+        finally:  # also when the reader stops early: the worker must not wait for it
+            self.cancel()
 
 
 @dataclass
@@ -139,14 +162,24 @@ class Scheduler:
                 self._embed([job, *self._take_waiting_embeds(job.overflow, budget)])
 
     def _generate(self, job: GenerateJob) -> None:
-        if job.cancelled.is_set():
-            job.chunks.put(_DONE)
-            return
+        stream = self.engine.generate(job.params, job.cancelled.is_set)
+        pulled = True
         try:
-            for chunk in self.engine.generate(job.params, job.cancelled.is_set):
+            while True:
+                # The reader asked for the next chunk (or cancelled); a slow one is not waited for.
+                pulled = pulled and job.wanted.acquire(timeout=PULL_WAIT)
+                if job.cancelled.is_set():
+                    break
+                chunk = next(stream, None)
+                if chunk is None:
+                    break
                 job.chunks.put(chunk)
+                if chunk.finish_reason:  # the last one
+                    break
         except Exception as err:  # handed to the waiting request, which maps it to a status
             job.chunks.put(err)
+        finally:
+            stream.close()
         job.chunks.put(_DONE)
 
     def _embed(self, jobs: list[EmbedJob]) -> None:

@@ -190,7 +190,8 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
             self._abort(context, "Generate", started, err)
         # The RPC ending for any reason (cancel, deadline, disconnect) stops
         # the generation between two tokens.
-        context.add_callback(job.cancel)
+        if not context.add_callback(job.cancel):
+            job.cancel()  # the RPC has already ended
         first = None
         try:
             for chunk in job.results():
