@@ -11,9 +11,13 @@ import threading
 
 from monologue.common import jsonlog
 
-from .engine import ROLES
-from .openai_http import start_http
-from .service import ModelServer, Settings, create_server
+from . import openmp
+
+openmp.configure()  # before llama.cpp is loaded (by the imports below)
+
+from .engine import ROLES  # noqa: E402
+from .openai_http import start_http  # noqa: E402
+from .service import ModelServer, Settings, create_server  # noqa: E402
 
 log = logging.getLogger("monologue.model_server")
 
