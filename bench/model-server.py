@@ -2,34 +2,42 @@
 
 Prints one JSON object per figure (bench, metric, value, unit, baseline, ratio,
 target). Baselines: llama_cpp.Llama in this process, same model, prompt and
-threads; the server runs as its own process, as it does in production.
+threads; the server runs as its own process, as it does in production. Both
+sides run with the same OpenMP settings (the server's), set before llama.cpp
+is loaded.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import statistics
-import subprocess
-import sys
-import time
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from llama_cpp import Llama
-from monologue.api.v1 import model_pb2 as pb
-from monologue.api.v1 import model_pb2_grpc
-from monologue.model_server.catalog import path_of
+from monologue.model_server import openmp
+
+THREADS = 2
+os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
+openmp.configure()  # the server sets it for itself; the baseline gets the same
+
+import json  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from concurrent.futures import ThreadPoolExecutor  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import grpc  # noqa: E402
+from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
+from llama_cpp import Llama  # noqa: E402
+from monologue.api.v1 import model_pb2 as pb  # noqa: E402
+from monologue.api.v1 import model_pb2_grpc  # noqa: E402
+from monologue.model_server.catalog import path_of  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from harness.process import free_port  # noqa: E402
 
-THREADS = 2
 PROMPT = "Summarize the incident: the payment service returned HTTP 503 for ten minutes because"
 MAX_TOKENS = 96
-ROUNDS = 5
+ROUNDS = 7
 SENTENCES = [
     f"worker-{i % 7} finished job {i} in {i % 97} ms after {i % 5} retries on node-{i % 13}"
     for i in range(512)
@@ -43,37 +51,45 @@ def emit(metric, value, unit, baseline, target, higher_is_better=True):
                       "target": target}), flush=True)
 
 
-def direct_generation(model: Path) -> tuple[float, float]:
+def direct_round(llm: Llama) -> tuple[float, float]:
+    """One generation by llama_cpp in this process: (tokens/s, seconds to the first token)."""
+    started = time.perf_counter()
+    first, parts = None, []
+    for part in llm.create_completion(PROMPT, max_tokens=MAX_TOKENS, temperature=0, seed=1, stream=True):
+        first = first or time.perf_counter()
+        parts.append(part["choices"][0]["text"])
+    ended = time.perf_counter()
+    # counted as the server counts its usage: the generated text, tokenized
+    count = len(llm.tokenize("".join(parts).encode(), add_bos=False, special=True))
+    return (count - 1) / (ended - first), first - started
+
+
+def grpc_round(stub) -> tuple[float, float]:
+    """The same generation through the server: (tokens/s, seconds to the first token)."""
+    started = time.perf_counter()
+    first = None
+    for r in stub.Generate(pb.GenerateRequest(prompt=PROMPT, max_tokens=MAX_TOKENS, temperature=0, seed=1)):
+        if r.text and first is None:
+            first = time.perf_counter()
+        last = r
+    ended = time.perf_counter()
+    return (last.usage.completion_tokens - 1) / (ended - first), first - started
+
+
+def generation(model: Path, stub) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Medians (tokens/s, time to first token) of direct and gRPC rounds. The
+    rounds alternate, so a change in the machine's load meets both sides."""
     llm = Llama(model_path=str(model), n_ctx=1024, n_threads=THREADS, verbose=False)
-    speeds, firsts = [], []
+    direct, grpc_ = [], []
     for _ in range(ROUNDS):
-        started = time.perf_counter()
-        first, parts = None, []
-        for part in llm.create_completion(PROMPT, max_tokens=MAX_TOKENS, temperature=0, seed=1, stream=True):
-            first = first or time.perf_counter()
-            parts.append(part["choices"][0]["text"])
-        ended = time.perf_counter()
-        # counted as the server counts its usage: the generated text, tokenized
-        count = len(llm.tokenize("".join(parts).encode(), add_bos=False, special=True))
-        firsts.append(first - started)
-        speeds.append((count - 1) / (ended - first))
+        direct.append(direct_round(llm))
+        grpc_.append(grpc_round(stub))
     del llm
-    return statistics.median(speeds), statistics.median(firsts)
 
+    def medians(rounds):
+        return statistics.median(r[0] for r in rounds), statistics.median(r[1] for r in rounds)
 
-def grpc_generation(stub) -> tuple[float, float]:
-    speeds, firsts = [], []
-    for _ in range(ROUNDS):
-        started = time.perf_counter()
-        first = None
-        for r in stub.Generate(pb.GenerateRequest(prompt=PROMPT, max_tokens=MAX_TOKENS, temperature=0, seed=1)):
-            if r.text and first is None:
-                first = time.perf_counter()
-            last = r
-        ended = time.perf_counter()
-        firsts.append(first - started)
-        speeds.append((last.usage.completion_tokens - 1) / (ended - first))
-    return statistics.median(speeds), statistics.median(firsts)
+    return medians(direct), medians(grpc_)
 
 
 def direct_embedding(model: Path) -> float:
@@ -144,13 +160,11 @@ class ServerProcess:
 
 
 def main() -> None:
-    os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
     gen_model, emb_model = path_of("smollm2-135m-instruct"), path_of("all-minilm-l6-v2")
 
-    direct_tps, direct_ttft = direct_generation(gen_model)
     server = ServerProcess(gen_model, "generation", 1024)
     try:
-        grpc_tps, grpc_ttft = grpc_generation(server.stub)
+        (direct_tps, direct_ttft), (grpc_tps, grpc_ttft) = generation(gen_model, server.stub)
         one, _ = concurrent_generation(server.stub, 1, 8)
         many, errors = concurrent_generation(server.stub, 8, 2)
     finally:
