@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	pq "github.com/parquet-go/parquet-go"
@@ -130,6 +131,23 @@ func arrowType(f pq.Field) string {
 		return "bool"
 	}
 	return f.Type().String()
+}
+
+func TestLinesLineIDsAndMapsCarryNoMinMaxStatistics(t *testing.T) {
+	data := encode(t, sampleRows())
+	file, err := pq.OpenFile(bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bounded := map[string]bool{"timestamp": true, "level": true, "truncated": true, "repaired_utf8": true}
+	for i, column := range file.Schema().Columns() {
+		name := strings.Join(column, ".")
+		stats := file.Metadata().RowGroups[0].Columns[i].MetaData.Statistics
+		has := stats.MinValue != nil || stats.MaxValue != nil
+		if has != bounded[column[0]] {
+			t.Errorf("%s: min/max statistics %v, want %v", name, has, bounded[column[0]])
+		}
+	}
 }
 
 func TestRowsRoundTrip(t *testing.T) {
