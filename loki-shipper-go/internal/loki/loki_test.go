@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"sort"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -36,6 +37,8 @@ type fakeLoki struct {
 	maxLimit int
 	maxRange int64 // longest end - start answered, as Loki's max_query_length; 0: any
 	requests atomic.Int32
+	mu       sync.Mutex
+	ranges   [][2]int64 // [start, end) of every request answered
 }
 
 func (f *fakeLoki) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -53,6 +56,9 @@ func (f *fakeLoki) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start, _ := strconv.ParseInt(q.Get("start"), 10, 64)
 	end, _ := strconv.ParseInt(q.Get("end"), 10, 64)
 	limit, _ := strconv.Atoi(q.Get("limit"))
+	f.mu.Lock()
+	f.ranges = append(f.ranges, [2]int64{start, end})
+	f.mu.Unlock()
 	if f.maxRange > 0 && end-start > f.maxRange {
 		http.Error(w, "the query time range exceeds the limit", http.StatusBadRequest)
 		return
@@ -171,6 +177,68 @@ func TestReadPagesThroughEveryLineOnce(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// newSpread is a fake whose lines lie at the given timestamps, two streams.
+func newSpread(timestamps []int64) *fakeLoki {
+	f := &fakeLoki{streams: []map[string]string{{"app": "api", "pod": "pod-0"}, {"app": "api", "pod": "pod-1"}}}
+	for i, ts := range timestamps {
+		f.entries = append(f.entries, fakeEntry{stream: i % 2, ts: ts, line: fmt.Sprintf("line %d", i)})
+	}
+	return f
+}
+
+func TestRequestsAskForAboutTheTimeAPageCovers(t *testing.T) {
+	const second, minute, hour = int64(time.Second), int64(time.Minute), int64(time.Hour)
+	var dense, sparse, sparseThenDense []int64
+	for ts := int64(0); ts < 3*hour; ts += second {
+		dense = append(dense, ts)
+	}
+	for ts := int64(0); ts < 3*hour; ts += 10 * minute {
+		sparse = append(sparse, ts)
+	}
+	sparseThenDense = append(sparseThenDense, sparse...)
+	for ts := 3 * hour; ts < 3*hour+20*minute; ts += second / 4 {
+		sparseThenDense = append(sparseThenDense, ts)
+	}
+	cases := []struct {
+		name        string
+		timestamps  []int64
+		maxRequests int   // pages needed, plus a few while the span adapts
+		longest     int64 // longest range a request within the lines may ask for
+	}{
+		{"a line a second for three hours: one request a page, none asking for hours", dense, 10800/100 + 10, 10 * minute},
+		{"a line every ten minutes: the span grows instead of asking minute by minute", sparse, 12, 4 * hour},
+		{"sparse lines, then dense ones", sparseThenDense, 4800/100 + 20, 4 * hour},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newSpread(tc.timestamps)
+			seen, order, err := readAll(t, f, 100, 0, 4*hour)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(seen) != len(tc.timestamps) {
+				t.Errorf("%d distinct lines, want %d", len(seen), len(tc.timestamps))
+			}
+			for k, n := range seen {
+				if n != 1 {
+					t.Errorf("%s read %d times", k, n)
+				}
+			}
+			if !sort.SliceIsSorted(order, func(i, j int) bool { return order[i] < order[j] }) {
+				t.Error("lines not in timestamp order")
+			}
+			if len(f.ranges) > tc.maxRequests {
+				t.Errorf("%d requests, want at most %d", len(f.ranges), tc.maxRequests)
+			}
+			for _, r := range f.ranges {
+				if r[1] <= tc.timestamps[len(tc.timestamps)-1] && r[1]-r[0] > tc.longest {
+					t.Errorf("a request asked for %s, want at most %s", time.Duration(r[1]-r[0]), time.Duration(tc.longest))
+				}
+			}
+		})
 	}
 }
 
