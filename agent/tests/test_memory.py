@@ -107,6 +107,18 @@ def test_time_range_limits_the_search(filled):
     assert {h.line_id for h in hits} == {"id2", "id3"}
 
 
+def test_among_equal_matches_the_first_occurrence_leads(store, request):
+    name = collection_name("test", request.node.name)
+    store.drop(name)
+    store.ensure(name, 4)
+    table, vectors = rows([("connection reset by peer 10.0.0.7", "T5", [0.5, 0.5, 0.0, 0.0])] * 3)
+    order = [2, 1, 0]  # stored newest first: the order of insertion must not decide
+    store.upsert(name, table.take(order), vectors[order])
+    hits = store.search(name, terms("connection reset"), vectors[0], limit=3)
+    store.drop(name)
+    assert [h.line_id for h in hits] == ["id0", "id1", "id2"]
+
+
 def test_drop_removes_the_collection(store, tmp_path):
     name = collection_name("test", "drop-me")
     store.ensure(name, 4)

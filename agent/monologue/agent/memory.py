@@ -116,12 +116,16 @@ def fuse(words: list[dict], meaning: list[dict], question: np.ndarray | None) ->
         for key, (row, score) in scores.items():
             v = np.asarray(row["vector"], np.float32)
             scores[key] = (row, score + SIMILARITY_WEIGHT * float(v @ q / (np.linalg.norm(v) or 1.0)))
-    return sorted(scores.values(), key=lambda pair: newest_first_on_ties(pair[1], pair[0]["timestamp"]))
+    return sorted(scores.values(), key=lambda pair: first_occurrence_on_ties(pair[1], pair[0]["timestamp"]))
 
 
-def newest_first_on_ties(score: float, timestamp_ns: int | None) -> tuple:
-    """Sort key: best score first; among lines that match equally, the newest, as `grep | tail` would."""
-    return -round(score, 6), -(timestamp_ns or 0)
+def first_occurrence_on_ties(score: float, timestamp_ns: int | None) -> tuple:
+    """Sort key: best score first; among lines that match equally, the oldest.
+    The first occurrence is when a condition began, what an incident's
+    responder looks for (the figures carry the last seen time). Measured on
+    LogQA train against newest first: recall@1 +1.4 points on HDFS, +0.9 on
+    OpenSSH, -0.8 on Spark; recall@5 +4.7 on HDFS."""
+    return -round(score, 6), timestamp_ns or 0
 
 
 def _length_factor(length: np.ndarray, average: float, b: float) -> np.ndarray:
@@ -367,7 +371,7 @@ class WeaviateStore:
             props["timestamp"] = props.get("timestamp")
             score = obj.metadata.score if obj.metadata.score is not None else -(obj.metadata.distance or 0)
             hits.append(_hit(props, score))
-        return sorted(hits, key=lambda hit: newest_first_on_ties(hit.score, hit.timestamp_ns))
+        return sorted(hits, key=lambda hit: first_occurrence_on_ties(hit.score, hit.timestamp_ns))
 
     def count(self, collection: str) -> int:
         if not self.client.collections.exists(collection):
