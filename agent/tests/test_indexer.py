@@ -162,6 +162,32 @@ def test_a_crash_after_writing_memory_but_before_recording_it_does_not_duplicate
     assert store.count("shop") == 100
 
 
+class FiguresAtUpsert(LanceStore):
+    """A real LanceStore that, when rows arrive, asks the Space's figures
+    what a question at that moment would get."""
+
+    def __init__(self, path, space):
+        super().__init__(path)
+        self.space, self.counted = space, []
+
+    def upsert(self, collection, rows, vectors, known_new=False):
+        memory = SpaceMemory(self.space, self)
+        templates = list(dict.fromkeys(rows["template_id"].to_pylist()))
+        self.counted.append(sum(stat.count for stat in memory.stats(templates, None, None)))
+        super().upsert(collection, rows, vectors, known_new)
+
+
+def test_lines_are_counted_in_the_figures_before_the_store_can_return_them(tmp_path, local_embedder):
+    space, _ = make_space(tmp_path, normal_lines(40))
+    store = FiguresAtUpsert(str(tmp_path / "memory"), space)
+    Indexer(space, store, local_embedder).run_once()
+    more = tmp_path / "more.log"
+    more.write_text("\n".join(normal_lines(10, start=40)) + "\n")
+    ingest(more, space.uri, show_progress=False)
+    Indexer(space, store, local_embedder).run_once()
+    assert store.counted == [40, 50]
+
+
 def test_labels_become_the_same_json_as_row_by_row():
     import json
 

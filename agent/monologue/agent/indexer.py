@@ -173,15 +173,18 @@ class Indexer:
             "timestamp": table["timestamp"],
             "space": pa.array([self.space.name] * len(lines), pa.string()),
         }, schema=ROW_SCHEMA)
-        if rows.num_rows:
-            self.store.ensure(self.space.collection or self.space.name, vectors.shape[1])
-            self.store.upsert(self.space.collection or self.space.name, rows, vectors, known_new)
+        # The figures' files first, the store after: a store such as Weaviate
+        # serves a line as soon as it holds it, and an answer citing a line
+        # must count it in its figures. A crash in between re-does the object.
         name = self._key(object_path).replace("/", "__")
         storage.write_atomic(self.fs, self._path(f"{LINES_DIR}/{name}"), _parquet_bytes(pa.table({
             "line_id": table["line_id"], "template_id": pa.array(template_ids, pa.string())},
             schema=LINE_TEMPLATES)))
         storage.write_atomic(self.fs, self._path(f"{SUMMARIES_DIR}/{name}"), _parquet_bytes(
             self._summary(table, template_ids)))
+        if rows.num_rows:
+            self.store.ensure(self.space.collection or self.space.name, vectors.shape[1])
+            self.store.upsert(self.space.collection or self.space.name, rows, vectors, known_new)
         return len(new)
 
     def _template_vector_rows(self, template_ids: list[str]) -> np.ndarray:
