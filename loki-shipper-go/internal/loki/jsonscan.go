@@ -100,16 +100,8 @@ func (s *scanner) object(member func(key []byte) error) error {
 		if err := member(key); err != nil {
 			return err
 		}
-		switch s.next() {
-		case ',':
-			s.i++
-		case '}':
-			s.i++
-			return nil
-		case 0:
-			return errEnd
-		default:
-			return s.errorf("want ',' or '}' after an object member, found %q", s.b[s.i])
+		if more, err := s.more('}', "an object member"); !more {
+			return err
 		}
 	}
 }
@@ -131,17 +123,26 @@ func (s *scanner) array(element func() error) error {
 		if err := element(); err != nil {
 			return err
 		}
-		switch s.next() {
-		case ',':
-			s.i++
-		case ']':
-			s.i++
-			return nil
-		case 0:
-			return errEnd
-		default:
-			return s.errorf("want ',' or ']' after an array element, found %q", s.b[s.i])
+		if more, err := s.more(']', "an array element"); !more {
+			return err
 		}
+	}
+}
+
+// more consumes what follows an item of an object or array: a ',' (more
+// items follow) or the closing byte (the last one, or an error).
+func (s *scanner) more(closing byte, item string) (bool, error) {
+	switch s.next() {
+	case ',':
+		s.i++
+		return true, nil
+	case closing:
+		s.i++
+		return false, nil
+	case 0:
+		return false, errEnd
+	default:
+		return false, s.errorf("want ',' or '%c' after %s, found %q", closing, item, s.b[s.i])
 	}
 }
 
