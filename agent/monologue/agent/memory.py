@@ -146,7 +146,6 @@ def _fts_config():
                remove_stop_words=False, ascii_folding=False, max_token_length=None)
 
 
-
 class LanceStore:
     """Embedded: one LanceDB table per collection under a directory or s3:// URI."""
 

@@ -118,8 +118,7 @@ class SpaceMemory:
         unknown = [v for w, v in (word_vectors or {}).items() if w not in self.vocabulary]
         if unknown:
             query += self.vocabulary.expand(np.vstack(unknown))
-        query = list(dict.fromkeys(query))
-        hits = self.store.search(self.collection, " ".join(query), vector, fetch, since_ns, until_ns)
+        hits = self.store.search(self.collection, " ".join(dict.fromkeys(query)), vector, fetch, since_ns, until_ns)
         for hit in hits:
             hit.space = self.space.name
         if self.space.where and hits:
