@@ -18,7 +18,7 @@ def schema(store: WeaviateStore, name: str) -> tuple:
     config = store.client.collections.get(name).config.get()
     index = config.inverted_index_config
     return ({p.name: (p.data_type, p.tokenization, p.index_searchable, p.index_filterable) for p in config.properties},
-            (index.bm25.b, index.bm25.k1, index.stopwords.preset))
+            (index.bm25.b, index.bm25.k1, index.stopwords.preset), (config.vector_config, config.vectorizer))
 
 
 @pytest.fixture
@@ -38,10 +38,10 @@ def test_the_operator_creates_a_collection_as_the_indexer_would(stores):
     agent, operator, names = stores
     by_agent, by_operator = f"Schema_agent_{uuid.uuid4().hex[:8]}", f"Schema_operator_{uuid.uuid4().hex[:8]}"
     names += [by_agent, by_operator]
-    agent.ensure(by_agent, 4)
+    agent.ensure(by_agent)
     assert operator.ensure_collection(by_operator, "a Space")
     assert schema(agent, by_operator) == schema(agent, by_agent)
-    agent.ensure(by_operator, 4)  # the indexer takes it as it is
+    agent.ensure(by_operator)  # the indexer takes it as it is
 
 
 def test_the_operator_brings_a_collection_of_an_older_schema_up_to_date(stores):
@@ -51,14 +51,14 @@ def test_the_operator_brings_a_collection_of_an_older_schema_up_to_date(stores):
     agent.client.collections.create(old, vector_config=Configure.Vectors.self_provided(), properties=[
         Property(name="text", data_type=DataType.TEXT, tokenization=Tokenization.WORD)])
     assert not operator.ensure_collection(old, "a Space")
-    properties, bm25 = schema(agent, old)
+    properties, bm25, _ = schema(agent, old)
     assert properties["terms"] == (DataType.TEXT, Tokenization.WHITESPACE, True, True)
     assert bm25 == schema(agent, _fresh(agent, names))[1]
-    agent.ensure(old, 4)
+    agent.ensure(old)
 
 
 def _fresh(agent: WeaviateStore, names: list[str]) -> str:
     name = f"Schema_fresh_{uuid.uuid4().hex[:8]}"
     names.append(name)
-    agent.ensure(name, 4)
+    agent.ensure(name)
     return name

@@ -164,17 +164,18 @@ def test_a_crash_after_writing_memory_but_before_recording_it_does_not_duplicate
 
 class FiguresAtUpsert(LanceStore):
     """A real LanceStore that, when rows arrive, asks the Space's figures
-    what a question at that moment would get."""
+    and template vectors what a question at that moment would get."""
 
     def __init__(self, path, space):
         super().__init__(path)
-        self.space, self.counted = space, []
+        self.space, self.counted, self.without_vector = space, [], []
 
-    def upsert(self, collection, rows, vectors, known_new=False):
+    def upsert(self, collection, rows, known_new=False):
         memory = SpaceMemory(self.space, self)
         templates = list(dict.fromkeys(rows["template_id"].to_pylist()))
         self.counted.append(sum(stat.count for stat in memory.stats(templates, None, None)))
-        super().upsert(collection, rows, vectors, known_new)
+        self.without_vector.append(set(templates) - set(self.space.template_vectors()[0]))
+        super().upsert(collection, rows, known_new)
 
 
 def test_lines_are_counted_in_the_figures_before_the_store_can_return_them(tmp_path, local_embedder):
@@ -186,6 +187,7 @@ def test_lines_are_counted_in_the_figures_before_the_store_can_return_them(tmp_p
     ingest(more, space.uri, show_progress=False)
     Indexer(space, store, local_embedder).run_once()
     assert store.counted == [40, 50]
+    assert store.without_vector == [set(), set()]  # a recalled line's template has its vector
 
 
 def test_labels_become_the_same_json_as_row_by_row():

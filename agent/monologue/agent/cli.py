@@ -106,8 +106,7 @@ def cmd_indexer(args) -> int:
         stop.wait()
         return 0
     indexer = Indexer(space, wiring.store_from_config(config),
-                      wiring.embedder_from_config(config.get("embedder")),
-                      per_line_vectors=bool((config.get("index") or {}).get("perLineVectors")))
+                      wiring.embedder_from_config(config.get("embedder")))
     log.info("indexer started", extra={"space": space.name, "storage": space.uri})
     indexer.run(stop, poll_seconds=args.poll_seconds)
     log.info("indexer stopped", extra={"space": space.name})

@@ -2,11 +2,11 @@
 
 For each object not indexed yet: redact every line, mine its template, embed
 each NEW template once (the model server never sees unredacted text), and
-write one memory object per line (id from line_id) to the vector store. Then
-record, beside the data under _index/: which template each line has (the
-`logs`/`templates` views join it), the object's template summary (the figures
-recall gives, summaries.py), the miner's state, the template vectors,
-and which objects are done. That record is written last, so a crash anywhere
+write one memory object per line (id from line_id) to the store. Beside the
+data under _index/, first: which template each line has (the `logs`/`templates`
+views join it), the object's template summary (the figures recall gives,
+summaries.py), the template texts and vectors; then the lines go to the
+store; last the miner's state and which objects are done. So a crash anywhere
 re-does one object, and re-doing it changes nothing (ids are stable).
 
 A Parquet object that cannot be read is moved to _quarantine/ and reported;
@@ -33,9 +33,9 @@ import pyarrow.parquet as pq
 
 from . import storage
 from .embedder import Embedder, EmbedderUnavailable
-from .memory import ROW_SCHEMA, StoreUnavailable, VectorStore
+from .memory import ROW_SCHEMA, MemoryStore, StoreUnavailable
 from .redact import Redactor
-from .space import INDEX_DIR, LINE_TEMPLATES, LINES_DIR, SUMMARIES_DIR, TEMPLATE_TEXTS, Space
+from .space import INDEX_DIR, LINE_TEMPLATES, LINES_DIR, SUMMARIES_DIR, TEMPLATE_TEXTS, TEMPLATE_VECTORS, Space
 from .summaries import summarize
 from .templates import TemplateMiner
 from .terms import TermsPool
@@ -54,10 +54,8 @@ class IndexReport:
 
 
 class Indexer:
-    def __init__(self, space: Space, store: VectorStore, embedder: Embedder,
-                 per_line_vectors: bool = False):
+    def __init__(self, space: Space, store: MemoryStore, embedder: Embedder):
         self.space, self.store, self.embedder = space, store, embedder
-        self.per_line_vectors = per_line_vectors
         self.redactor = Redactor(tuple(space.extra_patterns))
         self.terms = TermsPool()
         self.fs, self.root = storage.filesystem(space.uri)
@@ -81,25 +79,25 @@ class Indexer:
         if miner:
             self._miner_file.write_bytes(miner)
         self.miner = TemplateMiner(self._miner_file)
-        vectors = storage.read_or_none(self.fs, self._path("template_vectors.parquet"))
-        self.template_vectors: dict[str, np.ndarray] = {}
-        if vectors:
-            table = pq.read_table(pa.BufferReader(vectors))
-            for tid, vec in zip(table["template_id"].to_pylist(), table["vector"].to_numpy(zero_copy_only=False)):
-                self.template_vectors[tid] = np.asarray(vec, np.float32)
+        ids, matrix = self.space.template_vectors()
+        self.template_vectors: dict[str, np.ndarray] = dict(zip(ids, matrix))
 
-    def _save(self, object_path: str, size: int) -> None:
-        self.miner.save()
-        storage.write_atomic(self.fs, self._path("miner.json"), self._miner_file.read_bytes())
+    def _write_templates(self, new: bool) -> None:
+        """Every template's text (a text generalises as lines come), and its vector if any is new."""
         ids = list(self.template_vectors)
-        storage.write_atomic(self.fs, self._path("template_vectors.parquet"), _parquet_bytes(pa.table({
-            "template_id": ids,
-            "vector": [self.template_vectors[i].tolist() for i in ids],
-        })))
+        if new:
+            matrix = np.vstack([self.template_vectors[i] for i in ids]).astype(np.float32)
+            vectors = pa.FixedSizeListArray.from_arrays(pa.array(matrix.ravel()), matrix.shape[1])
+            storage.write_atomic(self.fs, self._path(TEMPLATE_VECTORS), _parquet_bytes(pa.table({
+                "template_id": pa.array(ids, pa.string()), "vector": vectors})))
         storage.write_atomic(self.fs, self._path("templates/templates.parquet"), _parquet_bytes(pa.table({
             "template_id": ids,
             "template": [self.miner.template(i) for i in ids],
         }, schema=TEMPLATE_TEXTS)))
+
+    def _save(self, object_path: str, size: int) -> None:
+        self.miner.save()
+        storage.write_atomic(self.fs, self._path("miner.json"), self._miner_file.read_bytes())
         self.done[object_path] = size
         self.inflight = None
         self._write_state()
@@ -158,10 +156,6 @@ class Indexer:
         if new:
             vectors = self.embedder.embed([self.miner.template(tid) for tid in new])
             self.template_vectors.update(zip(new, vectors))
-        if self.per_line_vectors:
-            vectors = self.embedder.embed(lines)
-        else:
-            vectors = self._template_vector_rows(template_ids)
         rows = pa.table({
             "line_id": table["line_id"],
             "text": pa.array(lines, pa.string()),
@@ -173,9 +167,10 @@ class Indexer:
             "timestamp": table["timestamp"],
             "space": pa.array([self.space.name] * len(lines), pa.string()),
         }, schema=ROW_SCHEMA)
-        # The figures' files first, the store after: a store such as Weaviate
-        # serves a line as soon as it holds it, and an answer citing a line
-        # must count it in its figures. A crash in between re-does the object.
+        # The figures' files and template vectors first, the store after: a
+        # store such as Weaviate serves a line as soon as it holds it, and an
+        # answer citing a line must count it in its figures and know its
+        # template's vector. A crash in between re-does the object.
         name = self._key(object_path).replace("/", "__")
         storage.write_atomic(self.fs, self._path(f"{LINES_DIR}/{name}"), _parquet_bytes(pa.table({
             "line_id": table["line_id"], "template_id": pa.array(template_ids, pa.string())},
@@ -183,18 +178,10 @@ class Indexer:
         storage.write_atomic(self.fs, self._path(f"{SUMMARIES_DIR}/{name}"), _parquet_bytes(
             self._summary(table, template_ids)))
         if rows.num_rows:
-            self.store.ensure(self.space.collection or self.space.name, vectors.shape[1])
-            self.store.upsert(self.space.collection or self.space.name, rows, vectors, known_new)
+            self._write_templates(bool(new))
+            self.store.ensure(self.space.collection or self.space.name)
+            self.store.upsert(self.space.collection or self.space.name, rows, known_new)
         return len(new)
-
-    def _template_vector_rows(self, template_ids: list[str]) -> np.ndarray:
-        """Each line's template vector, one row per line."""
-        if not template_ids:
-            return np.zeros((0, 1), np.float32)
-        distinct = list(dict.fromkeys(template_ids))
-        position = {tid: i for i, tid in enumerate(distinct)}
-        matrix = np.vstack([self.template_vectors[tid] for tid in distinct])
-        return matrix[np.fromiter((position[t] for t in template_ids), np.int64, len(template_ids))]
 
     def _summary(self, table: pa.Table, template_ids: list[str]) -> pa.Table:
         lines = pa.table({"template_id": pa.array(template_ids, pa.string()), "timestamp": table["timestamp"],

@@ -1,15 +1,19 @@
-"""Agent memory: one object per (redacted) log line, behind one small interface.
+"""Agent memory: one object per (redacted) log line, one vector per template.
 
-Two stores implement it and pass the same tests: LanceDB (embedded, a local
+Two stores keep the lines and pass the same tests: LanceDB (embedded, a local
 directory or S3) and Weaviate (cluster, one collection per Space). Each
 object has the line's redacted text, its search terms (terms.py; the only
 BM25-indexed field, split on whitespace by both stores so both match the same
-words), template id and text, labels, level, timestamp, line_id, and a vector
-(its template's by default). Object identity derives from line_id, so
-re-indexing never duplicates.
+words), template id and text, labels, level, timestamp and line_id. Object
+identity derives from line_id, so re-indexing never duplicates.
 
-Both stores rank by relative-score fusion: BM25 scaled to the best hit, plus
-SIMILARITY_WEIGHT times the cosine with the question. BM25 uses b = BM25_B.
+The lines carry no vectors: every line of a template would have the same one
+(the indexer embeds templates, not lines), and a million copies of a few
+thousand vectors made Weaviate's import 8x slower (HNSW) and LanceDB's writes
+heavier for nothing. The template vectors (TemplateVectors) live beside the
+Space's index; hybrid_search fuses the store's BM25 hits with them, one code
+for both stores: BM25 scaled to the best hit, plus SIMILARITY_WEIGHT times the
+cosine of the line's template with the question. BM25 uses b = BM25_B.
 """
 
 from __future__ import annotations
@@ -60,14 +64,17 @@ class StoreOutdated(RuntimeError):
     """The memory was written in an older layout; it must be rebuilt."""
 
 
-class VectorStore(Protocol):
-    def ensure(self, collection: str, dimension: int) -> None: ...
+class MemoryStore(Protocol):
+    def ensure(self, collection: str) -> None: ...
     # known_new: the caller knows none of these line_ids is stored yet, so a
     # store may append instead of merging (LanceDB: several times faster).
-    def upsert(self, collection: str, rows: pa.Table, vectors: np.ndarray, known_new: bool = False) -> None: ...
-    # terms: the question's search terms (terms.query_terms), space-separated.
-    def search(self, collection: str, terms: str, vector: np.ndarray | None, limit: int,
+    def upsert(self, collection: str, rows: pa.Table, known_new: bool = False) -> None: ...
+    # BM25 over the terms; terms: the question's (terms.query_terms), space-separated.
+    def search(self, collection: str, terms: str, limit: int,
                since_ns: int | None = None, until_ns: int | None = None) -> list[Hit]: ...
+    # Lines of these templates, the oldest first as far as the store can tell.
+    def lines_of(self, collection: str, template_ids: list[str], limit: int,
+                 since_ns: int | None = None, until_ns: int | None = None) -> list[Hit]: ...
     def count(self, collection: str) -> int: ...
     def drop(self, collection: str) -> None: ...
     # After a batch of upserts: make the new objects fast to search.
@@ -105,18 +112,52 @@ SIMILARITY_WEIGHT = 0.05
 BM25_B, BM25_K1 = 0.3, 1.2
 
 
-def fuse(words: list[dict], meaning: list[dict], question: np.ndarray | None) -> list[tuple[dict, float]]:
-    """Relative-score fusion of BM25 hits (with a "_score") and vector hits."""
-    best = max((row["_score"] for row in words), default=0.0) or 1.0
-    scores = {row["line_id"]: (row, row["_score"] / best) for row in words}
-    for row in meaning:
-        scores.setdefault(row["line_id"], (row, 0.0))
-    if question is not None:
-        q = question / (np.linalg.norm(question) or 1.0)
-        for key, (row, score) in scores.items():
-            v = np.asarray(row["vector"], np.float32)
-            scores[key] = (row, score + SIMILARITY_WEIGHT * float(v @ q / (np.linalg.norm(v) or 1.0)))
-    return sorted(scores.values(), key=lambda pair: first_occurrence_on_ties(pair[1], pair[0]["timestamp"]))
+class TemplateVectors:
+    """The unit vectors of a Space's templates: cosine with a question for any of them."""
+
+    def __init__(self, template_ids: list[str], vectors: np.ndarray):
+        self.ids = list(template_ids)
+        self.position = {tid: i for i, tid in enumerate(self.ids)}
+        matrix = np.asarray(vectors, np.float32).reshape(len(self.ids), -1 if self.ids else 0)
+        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+        self.matrix = matrix / np.where(norms == 0, 1, norms)
+
+    def similarity(self, question: np.ndarray) -> np.ndarray:
+        """Cosine of every template (in self.ids order) with the question."""
+        if not self.ids:
+            return np.zeros(0, np.float32)
+        q = np.asarray(question, np.float32)
+        return self.matrix @ (q / (np.linalg.norm(q) or 1.0))
+
+
+def hybrid_search(store: MemoryStore, collection: str, templates: TemplateVectors, terms: str,
+                  vector: np.ndarray | None, limit: int, since_ns: int | None = None,
+                  until_ns: int | None = None) -> list[Hit]:
+    """Relative-score fusion: BM25 scaled to the best hit, plus SIMILARITY_WEIGHT
+    times the cosine of the hit's template with the question; among equal
+    scores the first occurrence. When words find fewer than `limit` lines,
+    lines of the templates nearest in meaning fill up (they score by meaning alone)."""
+    words = store.search(collection, terms, limit, since_ns, until_ns) if terms.strip() else []
+    best = max((hit.score for hit in words), default=0.0) or 1.0
+    scored = {hit.line_id: (hit, hit.score / best) for hit in words}
+    if vector is not None and templates.ids:
+        cosine = templates.similarity(vector)
+        nearest = [templates.ids[i] for i in np.argsort(-cosine, kind="stable")[:limit]]
+        # The nearest template alone, then the next ones together: one or two queries.
+        for group in (nearest[:1], nearest[1:]):
+            if len(scored) >= limit or not group:
+                break
+            for hit in store.lines_of(collection, group, limit, since_ns, until_ns):
+                scored.setdefault(hit.line_id, (hit, 0.0))
+        for key, (hit, score) in scored.items():
+            position = templates.position.get(hit.template_id)
+            meaning = float(cosine[position]) if position is not None else 0.0
+            scored[key] = (hit, score + SIMILARITY_WEIGHT * meaning)
+    hits = []
+    for hit, score in sorted(scored.values(), key=lambda pair: first_occurrence_on_ties(pair[1], pair[0].timestamp_ns)):
+        hit.score = score
+        hits.append(hit)
+    return hits[:limit]
 
 
 def first_occurrence_on_ties(score: float, timestamp_ns: int | None) -> tuple:
@@ -161,27 +202,25 @@ class LanceStore:
     def _table(self, collection: str):
         if collection not in self._tables:
             table = self.db.open_table(collection)
-            if "terms" not in table.schema.names:
+            if "terms" not in table.schema.names or "vector" in table.schema.names:
                 raise StoreOutdated(
-                    f"memory {collection} was built by an older monologue without search terms; "
+                    f"memory {collection} was built by an older monologue (search terms, one vector per line); "
                     "delete the Space's memory and its state/_index, then index again")
             self._tables[collection] = table
         return self._tables[collection]
 
-    def ensure(self, collection: str, dimension: int) -> None:
+    def ensure(self, collection: str) -> None:
         if collection in self.db.list_tables().tables:
+            self._table(collection)  # an outdated layout says so now, not at the first search
             return
-        schema = ROW_SCHEMA.append(pa.field("vector", pa.list_(pa.float32(), dimension)))
-        table = self.db.create_table(collection, schema=schema)
+        table = self.db.create_table(collection, schema=ROW_SCHEMA)
         table.create_index("terms", config=_fts_config())
         self._tables[collection] = table
 
-    def upsert(self, collection: str, rows: pa.Table, vectors: np.ndarray, known_new: bool = False) -> None:
+    def upsert(self, collection: str, rows: pa.Table, known_new: bool = False) -> None:
         if rows.num_rows == 0:
             return
-        dim = vectors.shape[1]
-        column = pa.FixedSizeListArray.from_arrays(pa.array(vectors.astype(np.float32).ravel()), dim)
-        data = rows.select(ROW_SCHEMA.names).append_column("vector", column)
+        data = rows.select(ROW_SCHEMA.names)
         table = self._table(collection)
         if known_new:
             table.add(data)
@@ -218,29 +257,31 @@ class LanceStore:
         for row, r in zip(words, ratio):
             row["_score"] *= float(r)
 
-    def search(self, collection, terms, vector, limit, since_ns=None, until_ns=None) -> list[Hit]:
-        if not self._exists(collection):
+    def _rows(self, query, where: str, limit: int) -> list[dict]:
+        if where:
+            query = query.where(where, prefilter=True)
+        found = query.limit(limit).to_arrow()
+        # As int nanoseconds: a datetime cannot hold Loki's nanoseconds.
+        found = found.set_column(found.schema.get_field_index("timestamp"), "timestamp",
+                                 found["timestamp"].cast(pa.int64()))
+        return found.to_pylist()
+
+    def search(self, collection, terms, limit, since_ns=None, until_ns=None) -> list[Hit]:
+        if not self._exists(collection) or not terms.strip():
             return []  # a Space with nothing indexed yet
         table = self._table(collection)
-        where = _lance_time_filter(since_ns, until_ns)
-
-        def ranked(query) -> list[dict]:
-            if where:
-                query = query.where(where, prefilter=True)
-            found = query.limit(limit).to_arrow()
-            # As int nanoseconds: a datetime cannot hold Loki's nanoseconds.
-            found = found.set_column(found.schema.get_field_index("timestamp"), "timestamp",
-                                     found["timestamp"].cast(pa.int64()))
-            return found.to_pylist()
-
-        words = ranked(table.search(terms, query_type="fts", fts_columns="terms")) if terms.strip() else []
+        words = self._rows(table.search(terms, query_type="fts", fts_columns="terms"),
+                           _lance_time_filter(since_ns, until_ns), limit)
         self._bm25_b(collection, words)
-        # Vectors order the word hits (fuse); a scan of every vector is only
-        # worth it when words found too little (the vectors have no ANN index:
-        # lines of one template share theirs, so one would not narrow much).
-        meaning = (ranked(table.search(vector.astype(np.float32)))
-                   if vector is not None and len(words) < limit else [])
-        return [_hit(row, score) for row, score in fuse(words, meaning, vector)][:limit]
+        return [_hit(row, row["_score"]) for row in words]
+
+    def lines_of(self, collection, template_ids, limit, since_ns=None, until_ns=None) -> list[Hit]:
+        if not self._exists(collection) or not template_ids:
+            return []
+        quoted = ", ".join("'" + tid.replace("'", "''") + "'" for tid in template_ids)
+        where = " AND ".join(filter(None, [f"template_id IN ({quoted})", _lance_time_filter(since_ns, until_ns)]))
+        rows = self._rows(self._table(collection).search(), where, limit)
+        return sorted((_hit(row, 0.0) for row in rows), key=lambda hit: hit.timestamp_ns)
 
     def count(self, collection: str) -> int:
         return self._table(collection).count_rows() if self._exists(collection) else 0
@@ -278,7 +319,7 @@ def _lance_time_filter(since_ns, until_ns) -> str:
 
 
 class WeaviateStore:
-    """Cluster: one Weaviate collection per Space, bring-your-own vectors."""
+    """Cluster: one Weaviate collection per Space; the lines, BM25-searchable, without vectors."""
 
     def __init__(self, url: str, grpc_port: int = 50051):
         import weaviate
@@ -296,7 +337,7 @@ class WeaviateStore:
     def close(self) -> None:
         self.client.close()
 
-    def ensure(self, collection: str, dimension: int) -> None:
+    def ensure(self, collection: str) -> None:
         from weaviate.classes.config import Configure, DataType, Property, StopwordsPreset, Tokenization
 
         if self.client.collections.exists(collection):
@@ -320,57 +361,61 @@ class WeaviateStore:
                 Property(name="timestamp", data_type=DataType.DATE),
                 Property(name="space", **keyword),
             ],
-            vector_config=Configure.Vectors.self_provided(),
+            # No vector config: the objects carry none (see TemplateVectors).
             inverted_index_config=Configure.inverted_index(
                 bm25_b=BM25_B, bm25_k1=BM25_K1, stopwords_preset=StopwordsPreset.NONE),
         )
 
-    def upsert(self, collection: str, rows: pa.Table, vectors: np.ndarray, known_new: bool = False) -> None:
+    def upsert(self, collection: str, rows: pa.Table, known_new: bool = False) -> None:
         # Object ids derive from line_id: importing again overwrites, known_new or not.
         handle = self.client.collections.get(collection)
         # Weaviate dates (and Python datetimes) hold microseconds; Loki's timestamps have nanoseconds.
         column = rows.schema.get_field_index("timestamp")
         rows = rows.set_column(column, "timestamp", rows["timestamp"].cast(pa.timestamp("us", tz="UTC"), safe=False))
-        with handle.batch.fixed_size(batch_size=500, concurrent_requests=2) as batch:
-            for row, vector in zip(rows.to_pylist(), vectors):
-                properties = {k: row[k] for k in ROW_SCHEMA.names if row[k] is not None}
-                batch.add_object(properties, uuid=object_uuid(row["line_id"]), vector=vector.tolist())
+        with handle.batch.fixed_size(batch_size=1000, concurrent_requests=2) as batch:
+            for row in rows.select(ROW_SCHEMA.names).to_pylist():
+                properties = {k: v for k, v in row.items() if v is not None}
+                batch.add_object(properties, uuid=object_uuid(row["line_id"]))
         failed = handle.batch.failed_objects
         if failed:
             raise StoreUnavailable(f"{len(failed)} objects failed to import: {failed[0].message}")
 
-    def search(self, collection, terms, vector, limit, since_ns=None, until_ns=None) -> list[Hit]:
+    @staticmethod
+    def _filters(since_ns, until_ns, template_ids=None):
         import datetime as dt
 
-        from weaviate.classes.query import Filter, HybridFusion, MetadataQuery
+        from weaviate.classes.query import Filter
 
-        if not self.client.collections.exists(collection):
-            return []  # a Space with nothing indexed yet
-        handle = self.client.collections.get(collection)
-        filters = None
+        conditions = [Filter.by_property("template_id").contains_any(template_ids)] if template_ids else []
         for bound, op in ((since_ns, "greater_or_equal"), (until_ns, "less_than")):
             if bound is not None:
                 moment = dt.datetime.fromtimestamp(bound / 1e9, dt.timezone.utc)
-                condition = getattr(Filter.by_property("timestamp"), op)(moment)
-                filters = condition if filters is None else filters & condition
-        if terms.strip():
-            # alpha: the vector's share after both sides are scaled to [0, 1], as SIMILARITY_WEIGHT is for LanceDB.
-            alpha = SIMILARITY_WEIGHT / (1 + SIMILARITY_WEIGHT) if vector is not None else 0.0
-            found = handle.query.hybrid(
-                query=terms, vector=None if vector is None else vector.tolist(), alpha=alpha,
-                limit=limit, filters=filters, fusion_type=HybridFusion.RELATIVE_SCORE,
-                query_properties=["terms"], return_metadata=MetadataQuery(score=True),
-            )
-        else:
-            found = handle.query.near_vector(vector.tolist(), limit=limit, filters=filters,
-                                             return_metadata=MetadataQuery(distance=True))
-        hits = []
-        for obj in found.objects:
-            props = dict(obj.properties)
-            props["timestamp"] = props.get("timestamp")
-            score = obj.metadata.score if obj.metadata.score is not None else -(obj.metadata.distance or 0)
-            hits.append(_hit(props, score))
-        return sorted(hits, key=lambda hit: first_occurrence_on_ties(hit.score, hit.timestamp_ns))
+                conditions.append(getattr(Filter.by_property("timestamp"), op)(moment))
+        return Filter.all_of(conditions) if conditions else None
+
+    @staticmethod
+    def _hits(found) -> list[Hit]:
+        return [_hit({"timestamp": None, **obj.properties}, obj.metadata.score or 0.0) for obj in found.objects]
+
+    def search(self, collection, terms, limit, since_ns=None, until_ns=None) -> list[Hit]:
+        from weaviate.classes.query import MetadataQuery
+
+        if not terms.strip() or not self.client.collections.exists(collection):
+            return []  # a Space with nothing indexed yet
+        found = self.client.collections.get(collection).query.bm25(
+            query=terms, query_properties=["terms"], limit=limit, filters=self._filters(since_ns, until_ns),
+            return_metadata=MetadataQuery(score=True))
+        return self._hits(found)
+
+    def lines_of(self, collection, template_ids, limit, since_ns=None, until_ns=None) -> list[Hit]:
+        from weaviate.classes.query import Sort
+
+        if not template_ids or not self.client.collections.exists(collection):
+            return []
+        found = self.client.collections.get(collection).query.fetch_objects(
+            filters=self._filters(since_ns, until_ns, template_ids), limit=limit,
+            sort=Sort.by_property("timestamp", ascending=True))
+        return self._hits(found)
 
     def count(self, collection: str) -> int:
         if not self.client.collections.exists(collection):

@@ -1,6 +1,6 @@
 """Recall: what an agent remembers about a question, from each of its Spaces.
 
-Hybrid search (BM25 + vectors, fused by the store) over each Space's memory,
+Hybrid search (BM25 + template vectors, memory.hybrid_search) over each Space's memory,
 with the question's search terms (terms.py) plus, for question words no
 template of the Space uses, the template words nearest in meaning; hits from
 several Spaces are fused by reciprocal rank, since their scores are not
@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 
 from . import summaries
 from . import terms as search_terms
-from .memory import RRF_K, Hit, VectorStore
+from .memory import RRF_K, Hit, MemoryStore, TemplateVectors, hybrid_search
 from .redact import Redactor
 from .space import Space
 
@@ -46,6 +46,7 @@ class TemplateStat:
 class _IndexFigures:
     version: tuple | None  # the Space's index_version they were read at
     texts: dict[str, str]  # template_id -> template
+    vectors: TemplateVectors
     rows: dict[str, list[tuple]] | None  # template_id -> summary rows; None: no summaries
     figures: dict[str, summaries.TemplateFigures] | None  # over all time
 
@@ -59,7 +60,7 @@ class Recalled:
 class SpaceMemory:
     """A Space's memory (vector store collection) and its SQL (DuckDB) side."""
 
-    def __init__(self, space: Space, store: VectorStore):
+    def __init__(self, space: Space, store: MemoryStore):
         self.space, self.store = space, store
         self._con: duckdb.DuckDBPyConnection | None = None
         self._version: tuple | None = None  # the Space's index_version when _con was made
@@ -118,7 +119,8 @@ class SpaceMemory:
         unknown = [v for w, v in (word_vectors or {}).items() if w not in self.vocabulary]
         if unknown:
             query += self.vocabulary.expand(np.vstack(unknown))
-        hits = self.store.search(self.collection, " ".join(dict.fromkeys(query)), vector, fetch, since_ns, until_ns)
+        hits = hybrid_search(self.store, self.collection, self._index().vectors, " ".join(dict.fromkeys(query)),
+                             vector, fetch, since_ns, until_ns)
         for hit in hits:
             hit.space = self.space.name
         if self.space.where and hits:
@@ -146,7 +148,7 @@ class SpaceMemory:
                 for tid in template_ids if (f := figures.get(tid))]
 
     def _index(self) -> _IndexFigures:
-        """The current index's template texts and summaries, read once per index version."""
+        """The current index's template texts, vectors and summaries, read once per index version."""
         with self._lock:
             version = self.space.index_version()
             if self._index_figures is not None and self._index_figures.version == version:
@@ -158,7 +160,7 @@ class SpaceMemory:
             for row in self.sql("SELECT template_id, key, value, lines, epoch_ns(first_seen), epoch_ns(last_seen) "
                                 "FROM template_summaries"):
                 rows.setdefault(row[0], []).append(row)
-        index = _IndexFigures(version, texts, rows,
+        index = _IndexFigures(version, texts, TemplateVectors(*self.space.template_vectors()), rows,
                               None if rows is None else summaries.figures([r for rs in rows.values() for r in rs]))
         self._index_figures = index
         return index

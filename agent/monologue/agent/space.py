@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
@@ -33,6 +35,7 @@ INDEX_DIR = "_index"  # beside the data; pyarrow datasets skip "_" prefixes
 LINE_TEMPLATES = pa.schema([("line_id", pa.string()), ("template_id", pa.string())])
 TEMPLATE_TEXTS = pa.schema([("template_id", pa.string()), ("template", pa.string())])
 LINES_DIR, SUMMARIES_DIR = "lines", "summaries"  # under INDEX_DIR, one file per indexed object
+TEMPLATE_VECTORS = "template_vectors.parquet"  # under INDEX_DIR: template_id, vector
 
 
 class SpaceNotFound(LookupError):
@@ -70,6 +73,17 @@ class Space:
         fs, root = storage.filesystem(self.uri)
         info = fs.get_file_info(storage.join(root, INDEX_DIR, "state.json"))
         return None if info.type == pa.fs.FileType.NotFound else (info.mtime_ns, info.size)
+
+    def template_vectors(self) -> tuple[list[str], np.ndarray]:
+        """The indexer's template ids and their vectors (one row each); none before the first index."""
+        fs, root = storage.filesystem(self.uri)
+        data = storage.read_or_none(fs, storage.join(root, INDEX_DIR, TEMPLATE_VECTORS))
+        if not data:
+            return [], np.zeros((0, 0), np.float32)
+        table = pq.read_table(pa.BufferReader(data))
+        ids = table["template_id"].to_pylist()
+        flat = table["vector"].combine_chunks().flatten().to_numpy(zero_copy_only=False)
+        return ids, np.asarray(flat, np.float32).reshape(len(ids), -1)
 
     def connect(self) -> duckdb.DuckDBPyConnection:
         """A DuckDB connection with the `logs` and `templates` views of this Space."""

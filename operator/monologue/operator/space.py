@@ -99,7 +99,6 @@ def space_config(body: Mapping, storage: Mapping, settings: Settings) -> dict:
         "vectorStore": {"kind": "weaviate", "url": settings.weaviate_url, "grpcPort": settings.weaviate_grpc_port},
         "embedder": {"endpoint": naming.model_endpoint(embedder, meta["namespace"])} if embedder else None,
         "index": {
-            "perLineVectors": bool(index.get("perLineVectors", False)),
             "redact": {"extraPatterns": list(index.get("redact", {}).get("extraPatterns", []))},
         },
         "retention": {"days": spec.get("retention", {}).get("days", 30)},

@@ -2,8 +2,8 @@
 
 The operator creates the collection with the schema the indexer (which writes)
 and the Agent (which reads) use: monologue.agent.memory.WeaviateStore's, which
-tests/test_collection_schema.py checks this one against. Vectors are brought by
-the indexer (embedded by a ModelServer), so the collection has no vectorizer.
+tests/test_collection_schema.py checks this one against. The objects carry no
+vectors: the indexer keeps one per template beside the Space's index.
 """
 
 from __future__ import annotations
@@ -102,7 +102,6 @@ class Weaviate:
                 try:
                     client.collections.create(
                         name, description=description, properties=properties(),
-                        vector_config=Configure.Vectors.self_provided(),
                         inverted_index_config=Configure.inverted_index(**BM25),
                     )
                     return True

@@ -17,7 +17,6 @@ def test_the_samples_are_accepted(cluster, namespace):
     assert result.stdout.count("created") == 4, result.stdout
     applied = cluster.get("spaces", namespace, "checkout-errors")
     # Defaults the schema fills in.
-    assert applied["spec"]["index"]["perLineVectors"] is False
     assert applied["spec"]["storage"]["credentials"]["secretRef"]["accessKeyIdKey"] == "AWS_ACCESS_KEY_ID"
     assert cluster.get("agents", namespace, "checkout-sre")["spec"]["replicas"] == 1
     assert cluster.get("modelservers", namespace, "minilm")["spec"]["replicas"] == 1

@@ -65,7 +65,7 @@ def test_space_gets_its_collection_and_children_within_two_seconds(cluster, name
         "vectorStore": {"kind": "weaviate", "url": operator.env["WEAVIATE_URL"],
                         "grpcPort": int(operator.env["WEAVIATE_GRPC_PORT"])},
         "embedder": {"endpoint": f"minilm-model.{namespace}.svc:50051"},
-        "index": {"perLineVectors": False, "redact": {"extraPatterns": []}},
+        "index": {"redact": {"extraPatterns": []}},
         "retention": {"days": 30},
     }
 
@@ -125,13 +125,13 @@ def test_a_spec_update_reaches_the_children(cluster, namespace, operator):
     wait_for(lambda: ready(cluster, "spaces", namespace, "checkout"), 5, "Ready")
     hash_before = cluster.deployment(namespace, "checkout-indexer").spec.template.metadata.annotations
 
-    cluster.apply(space("checkout", query='{app="checkout"} |= "timeout"', index={"perLineVectors": True}), namespace)
+    cluster.apply(space("checkout", query='{app="checkout"} |= "timeout"', index={"redact": {"extraPatterns": ["tok-[0-9]+"]}}), namespace)
     obj = wait_for(lambda: ready(cluster, "spaces", namespace, "checkout"), 5, "Ready after the update")
     assert obj["metadata"]["generation"] == 2
     args = cluster.deployment(namespace, "checkout-shipper").spec.template.spec.containers[0].args
     assert '--loki.query={app="checkout"} |= "timeout"' in args
     config = json.loads(cluster.configmap(namespace, "checkout-space").data["space.json"])
-    assert config["index"]["perLineVectors"] is True
+    assert config["index"]["redact"]["extraPatterns"] == ["tok-[0-9]+"]
     assert config["embedder"] is None
     # The indexer restarts on a new config: its pod template carries the config's hash.
     assert cluster.deployment(namespace, "checkout-indexer").spec.template.metadata.annotations != hash_before
@@ -345,11 +345,11 @@ def test_an_agent_follows_changes_of_its_spaces(cluster, namespace, operator):
     cluster.apply(agent("sre", ["checkout"]), namespace)
     wait_for(lambda: ready(cluster, "agents", namespace, "sre"), 5, "the Agent Ready")
 
-    cluster.apply(space("checkout", index={"perLineVectors": True}), namespace)
+    cluster.apply(space("checkout", index={"redact": {"extraPatterns": ["tok-[0-9]+"]}}), namespace)
 
     def agent_sees_it():
         config = json.loads(cluster.configmap(namespace, "sre-agent").data["agent.json"])
-        return config["spaces"][0]["index"]["perLineVectors"] is True
+        return config["spaces"][0]["index"]["redact"]["extraPatterns"] == ["tok-[0-9]+"]
 
     wait_for(agent_sees_it, 5, "agent.json with the Space's new index settings")
     cluster.kubectl("delete", "space", "checkout", "-n", namespace)
