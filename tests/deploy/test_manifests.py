@@ -202,3 +202,11 @@ def test_loki_and_weaviate_run_the_versions_the_tests_run_against(rendered):
     images = {c["name"]: c["image"] for o in rendered for c in support.containers(o)}
     assert images["loki"].split("@")[0] == f"grafana/loki:{pinned['LOKI_VERSION'].lstrip('v')}"
     assert images["weaviate"].split("@")[0].endswith(f"/weaviate:{pinned['WEAVIATE_VERSION'].lstrip('v')}")
+
+
+def test_weaviate_flushes_its_memtables_as_the_benchmarked_one_does(rendered):
+    from harness.servers import WEAVIATE_MEMTABLES
+
+    weaviate = find(rendered, "StatefulSet", "weaviate")
+    env = env_of(next(c for c in support.containers(weaviate) if c["name"] == "weaviate"))
+    assert {k: env.get(k) for k in WEAVIATE_MEMTABLES} == WEAVIATE_MEMTABLES

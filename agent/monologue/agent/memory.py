@@ -72,7 +72,8 @@ class MemoryStore(Protocol):
     # BM25 over the terms; terms: the question's (terms.query_terms), space-separated.
     def search(self, collection: str, terms: str, limit: int,
                since_ns: int | None = None, until_ns: int | None = None) -> list[Hit]: ...
-    # Lines of these templates, the oldest first as far as the store can tell.
+    # Up to `limit` lines of these templates (which ones, when there are more:
+    # the store's choice, for speed), oldest first.
     def lines_of(self, collection: str, template_ids: list[str], limit: int,
                  since_ns: int | None = None, until_ns: int | None = None) -> list[Hit]: ...
     def count(self, collection: str) -> int: ...
@@ -408,14 +409,12 @@ class WeaviateStore:
         return self._hits(found)
 
     def lines_of(self, collection, template_ids, limit, since_ns=None, until_ns=None) -> list[Hit]:
-        from weaviate.classes.query import Sort
-
         if not template_ids or not self.client.collections.exists(collection):
             return []
+        # Not sorted by Weaviate: it would sort every line of the templates (0.2 s for 30k).
         found = self.client.collections.get(collection).query.fetch_objects(
-            filters=self._filters(since_ns, until_ns, template_ids), limit=limit,
-            sort=Sort.by_property("timestamp", ascending=True))
-        return self._hits(found)
+            filters=self._filters(since_ns, until_ns, template_ids), limit=limit)
+        return sorted(self._hits(found), key=lambda hit: hit.timestamp_ns)
 
     def count(self, collection: str) -> int:
         if not self.client.collections.exists(collection):
