@@ -163,30 +163,40 @@ def test_a_crash_after_writing_memory_but_before_recording_it_does_not_duplicate
 
 
 class FiguresAtUpsert(LanceStore):
-    """A real LanceStore that, when rows arrive, asks the Space's figures
-    and template vectors what a question at that moment would get."""
+    """A real LanceStore that, when rows arrive, asks what a question at that
+    moment would get from a long-lived agent's memory (which caches the
+    figures and template vectors per index version)."""
 
     def __init__(self, path, space):
         super().__init__(path)
-        self.space, self.counted, self.without_vector = space, [], []
+        self.memory = SpaceMemory(space, self)
+        self.counted, self.without_vector = [], []
 
     def upsert(self, collection, rows, known_new=False):
-        memory = SpaceMemory(self.space, self)
         templates = list(dict.fromkeys(rows["template_id"].to_pylist()))
-        self.counted.append(sum(stat.count for stat in memory.stats(templates, None, None)))
-        self.without_vector.append(set(templates) - set(self.space.template_vectors()[0]))
+        self.counted.append(sum(stat.count for stat in self.memory.stats(templates, None, None)))
+        self.without_vector.append(set(templates) - set(self.memory._index().vectors.ids))
         super().upsert(collection, rows, known_new)
 
 
-def test_lines_are_counted_in_the_figures_before_the_store_can_return_them(tmp_path, local_embedder):
-    space, _ = make_space(tmp_path, normal_lines(40))
+def test_lines_are_counted_in_the_figures_before_the_store_can_return_them(tmp_path, local_embedder, monkeypatch):
+    from monologue.agent import indexer as indexer_module
+
+    space, _ = make_space(tmp_path, normal_lines(20) + [f"disk {i} is full" for i in range(20)])
     store = FiguresAtUpsert(str(tmp_path / "memory"), space)
+    write_atomic = indexer_module.storage.write_atomic
+
+    def question_meanwhile(fs, path, data):
+        store.memory._index()  # an agent answering while the indexer writes its files
+        write_atomic(fs, path, data)
+
+    monkeypatch.setattr(indexer_module.storage, "write_atomic", question_meanwhile)
     Indexer(space, store, local_embedder).run_once()
     more = tmp_path / "more.log"
-    more.write_text("\n".join(normal_lines(10, start=40)) + "\n")
+    more.write_text("\n".join(f"cache {i} evicted" for i in range(10)) + "\n")
     ingest(more, space.uri, show_progress=False)
     Indexer(space, store, local_embedder).run_once()
-    assert store.counted == [40, 50]
+    assert store.counted == [40, 10]
     assert store.without_vector == [set(), set()]  # a recalled line's template has its vector
 
 

@@ -136,7 +136,6 @@ class Indexer:
             key = self._key(info.path)
             known_new = key not in self.done and key != self.inflight
             self.inflight = key
-            self._write_state()
             report.new_templates += self._index_table(info.path, table, known_new)
             self._save(self._key(info.path), info.size)
             report.objects += 1
@@ -179,6 +178,10 @@ class Indexer:
             self._summary(table, template_ids)))
         if rows.num_rows:
             self._write_templates(bool(new))
+            # The state names the object in flight (a crash from here on merges
+            # it again), and writing it changes the index version: an agent
+            # reads the new figures and vectors before it can recall these lines.
+            self._write_state()
             self.store.ensure(self.space.collection or self.space.name)
             self.store.upsert(self.space.collection or self.space.name, rows, known_new)
         return len(new)

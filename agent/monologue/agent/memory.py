@@ -143,13 +143,14 @@ def hybrid_search(store: MemoryStore, collection: str, templates: TemplateVector
     scored = {hit.line_id: (hit, hit.score / best) for hit in words}
     if vector is not None and templates.ids:
         cosine = templates.similarity(vector)
-        nearest = [templates.ids[i] for i in np.argsort(-cosine, kind="stable")[:limit]]
-        # The nearest template alone, then the next ones together: one or two queries.
-        for group in (nearest[:1], nearest[1:]):
-            if len(scored) >= limit or not group:
-                break
-            for hit in store.lines_of(collection, group, limit, since_ns, until_ns):
-                scored.setdefault(hit.line_id, (hit, 0.0))
+        if len(scored) < limit:
+            nearest = [templates.ids[i] for i in np.argsort(-cosine, kind="stable")[:limit]]
+            # The nearest template alone, then the next ones together: one or two queries.
+            for group in (nearest[:1], nearest[1:]):
+                if len(scored) >= limit or not group:
+                    break
+                for hit in store.lines_of(collection, group, limit, since_ns, until_ns):
+                    scored.setdefault(hit.line_id, (hit, 0.0))
         for key, (hit, score) in scored.items():
             position = templates.position.get(hit.template_id)
             meaning = float(cosine[position]) if position is not None else 0.0
