@@ -3,7 +3,8 @@
 A generated shop log (default 1M lines) is ingested into a Space and indexed
 into LanceDB (embedded); the same memory objects (all of them, or the first
 --weaviate-lines) are then imported into the real Weaviate of the test
-harness (cluster). For each store, questions are
+harness (cluster), and measured once it has settled after that bulk import
+(its compactions done: under 5% of a core busy over 10 s; the time it took is printed). For each store, questions are
 asked without generation and the recall time (question embedding, hybrid
 search, the DuckDB figures of the recalled templates) is measured per Ask.
 Baseline in the same run: grep, i.e. what one does without memory: DuckDB
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import sys
@@ -122,6 +124,22 @@ def copy_memory(lance: LanceStore, weaviate: WeaviateStore, collection: str, row
     return table.num_rows
 
 
+def settle(pid: int, busy_share: float = 0.05, window: float = 10.0, timeout: float = 900.0) -> float:
+    """Wait until the process uses under busy_share of a core over a window
+    (Weaviate flushing and compacting after a bulk import); seconds waited."""
+    def cpu_seconds() -> float:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout:
+        before = cpu_seconds()
+        time.sleep(window)
+        if cpu_seconds() - before < busy_share * window:
+            break
+    return time.perf_counter() - started
+
+
 def concurrent_asks(space: Space, lance: LanceStore, embedder: LocalEmbedder) -> None:
     import grpc
     from monologue.agent.generator import LocalGenerator
@@ -193,6 +211,10 @@ def main() -> int:
                           "value": round(imported / seconds, 1), "unit": "objects/s", "objects": imported}),
               flush=True)
         cluster = SpaceMemory(space, weaviate)
+        # Right after a bulk import Weaviate flushes and compacts for a while; an
+        # indexer keeping up with a live Space writes far less at a time.
+        print(json.dumps({"bench": "agents", "metric": "weaviate_settle_s_after_import",
+                          "value": round(settle(weaviate_server.server.process.pid), 1), "unit": "s"}), flush=True)
         report("weaviate", Agent("bench", [cluster], embedder, None), args.asks, grep)
         weaviate.close()
 
