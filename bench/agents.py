@@ -3,9 +3,9 @@
 A generated shop log (default 1M lines) is ingested into a Space and indexed
 into LanceDB (embedded); the same memory objects (all of them, or the first
 --weaviate-lines) are then imported into the real Weaviate of the test
-harness (cluster), and measured once it has settled after that bulk import
-(its compactions done: under 5% of a core busy over 10 s; the time it took is printed). For each store, questions are
-asked without generation and the recall time (question embedding, hybrid
+harness (cluster), measured once it has settled after that bulk import (its
+compactions done: under 5% of a core busy over 10 s; the wait is printed).
+For each store, questions are asked without generation and the recall time (question embedding, hybrid
 search, the DuckDB figures of the recalled templates) is measured per Ask.
 Baseline in the same run: grep, i.e. what one does without memory: DuckDB
 scanning every line of the Space for the question's words, best matches first.
@@ -29,7 +29,6 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 
-import pytest
 from monologue.agent.embedder import GrpcEmbedder
 from monologue.agent.indexer import Indexer
 from monologue.agent.ingest import ingest
