@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pyarrow as pa
 import pytest
-from monologue.agent.memory import (ROW_SCHEMA, LanceStore, TemplateVectors, WeaviateStore, collection_name,
-                                    hybrid_search)
+from monologue.agent.memory import (ROW_SCHEMA, LanceStore, StoreOutdated, TemplateVectors, WeaviateStore,
+                                    collection_name, hybrid_search)
 from monologue.agent.terms import line_terms, query_terms
 
 BASE_NS = 1_700_000_000_000_000_000
@@ -180,3 +180,12 @@ def test_lancedb_full_text_index_covers_every_row_after_optimize(tmp_path):
     assert (stats.num_indexed_rows, stats.num_unindexed_rows) == (101, 0)
     assert [h.text for h in store.search("c", terms("zfs oops"), 3)] == ["kernel oops in module zfs"]
     assert len(store.search("c", terms("disk full"), 100)) == 25
+
+
+def test_a_lancedb_memory_of_the_old_layout_is_refused_with_what_to_do(tmp_path):
+    import lancedb
+
+    old = ROW_SCHEMA.append(pa.field("vector", pa.list_(pa.float32(), 4)))  # one vector per line
+    lancedb.connect(str(tmp_path / "memory")).create_table("c", schema=old)
+    with pytest.raises(StoreOutdated, match="index again"):
+        LanceStore(str(tmp_path / "memory")).ensure("c")
