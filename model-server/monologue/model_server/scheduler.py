@@ -10,11 +10,13 @@ One thread, always the same, runs llama.cpp: its OpenMP runtime keeps a team
 of threads per calling thread, and once teams outnumber the cores it stops
 spinning and decoding slows by half or more.
 
-A generation is pulled, not pushed: the worker computes the next token when
-the request's thread asks for it, i.e. once that thread has sent the previous
-one. Pushing ahead would wake the request's thread while llama.cpp keeps every
-core busy, and the token would wait for a core (several milliseconds). Pulled,
-each hand-off between the two threads finds the cores idle.
+The first token is pulled, not pushed: the worker computes the second token
+only once the request's thread has sent the first. Computing ahead would keep
+every core busy while that thread sends, and the first token would wait for a
+core (time to first token fell from 0.92 to 0.80 of llama.cpp direct). From the
+second token on, the request's thread asks for the next token as soon as it
+has one, so sending a token overlaps computing the next (tokens/s 0.944 →
+0.952 of direct, paired runs).
 
 A reader that does not ask for its next token within PULL_WAIT (a stuck or
 slow client) is not waited for: the worker then runs ahead to the end of the
@@ -64,15 +66,22 @@ class GenerateJob:
     def results(self) -> Iterator[Chunk]:
         """Chunks as the worker produces them; re-raises the worker's error."""
         try:
+            first = True
             while True:
                 item = self.chunks.get()
                 if item is _DONE:
                     return
                 if isinstance(item, BaseException):
                     raise item
-                yield item
-                if not item.finish_reason:
-                    self.wanted.release()  # handed on (sent): ask for the next one
+                if item.finish_reason:
+                    yield item
+                elif first:  # sent before the next one is computed
+                    yield item
+                    self.wanted.release()
+                else:  # computed while this one is sent
+                    self.wanted.release()
+                    yield item
+                first = False
         finally:  # also when the reader stops early: the worker must not wait for it
             self.cancel()
 
