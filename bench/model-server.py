@@ -42,7 +42,7 @@ MAX_TOKENS = 96
 # that differs from its first word on is evaluated whole, as such a one is.
 def fresh_prompt(i: int) -> str:
     return f"Case {i}. {PROMPT}"
-ROUNDS = 7
+ROUNDS = 15  # alternating pairs; fewer left the median ±3% from run to run
 FRESH_ROUNDS = 21  # short generations: more rounds for a steadier median
 SENTENCES = [
     f"worker-{i % 7} finished job {i} in {i % 97} ms after {i % 5} retries on node-{i % 13}"
