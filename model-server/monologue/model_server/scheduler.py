@@ -10,13 +10,14 @@ One thread, always the same, runs llama.cpp: its OpenMP runtime keeps a team
 of threads per calling thread, and once teams outnumber the cores it stops
 spinning and decoding slows by half or more.
 
-The first token is pulled, not pushed: the worker computes the second token
-only once the request's thread has sent the first. Computing ahead would keep
-every core busy while that thread sends, and the first token would wait for a
-core (time to first token fell from 0.92 to 0.80 of llama.cpp direct). From the
-second token on, the request's thread asks for the next token as soon as it
-has one, so sending a token overlaps computing the next (tokens/s 0.944 →
-0.952 of direct, paired runs).
+Tokens are pulled, not pushed: the worker computes a token when the request's
+thread asks for it. Pushed as they come, the request's thread would wake while
+llama.cpp keeps every core busy, and the decoding stalls (0.76 of llama.cpp
+direct in tokens/s). The second token is asked for once the first is sent
+(computing it during the send, the first token waited for a core: time to first
+token 0.92 → 0.80 of direct); from then on the next token is asked for as soon
+as one arrives, so sending a token overlaps computing the next (tokens/s 0.944
+→ 0.952 of direct, paired runs).
 
 A reader that does not ask for its next token within PULL_WAIT (a stuck or
 slow client) is not waited for: the worker then runs ahead to the end of the
