@@ -155,11 +155,10 @@ def hybrid_search(store: MemoryStore, collection: str, templates: TemplateVector
             position = templates.position.get(hit.template_id)
             meaning = float(cosine[position]) if position is not None else 0.0
             scored[key] = (hit, score + SIMILARITY_WEIGHT * meaning)
-    hits = []
-    for hit, score in sorted(scored.values(), key=lambda pair: first_occurrence_on_ties(pair[1], pair[0].timestamp_ns)):
+    ranked = sorted(scored.values(), key=lambda pair: first_occurrence_on_ties(pair[1], pair[0].timestamp_ns))
+    for hit, score in ranked[:limit]:
         hit.score = score
-        hits.append(hit)
-    return hits[:limit]
+    return [hit for hit, _ in ranked[:limit]]
 
 
 def first_occurrence_on_ties(score: float, timestamp_ns: int | None) -> tuple:
