@@ -156,7 +156,7 @@ def test_cancelled_call_stops_generating_at_once(gen):
 def test_a_reader_that_stops_reading_does_not_hold_the_model(gen):
     # The worker computes a token when the reader asks for it; one that stops
     # asking (without cancelling) must not keep the model from the others.
-    job = GenerateJob(GenerateParams(prompt="Write a long story:", max_tokens=48, temperature=0.8))
+    job = GenerateJob(gen.model.engine.prepare(GenerateParams(prompt="Write a long story:", max_tokens=48, temperature=0.8)))
     gen.model.scheduler.submit("stuck-reader", job)
     stream = job.results()
     try:
@@ -185,8 +185,33 @@ def test_concurrent_requests_all_succeed(gen):
         assert set(pool.map(one, range(6))) <= {"stop", "length"}
 
 
+def test_a_request_is_answered_while_a_long_one_streams(gen):
+    # Generations are decoded together: a short request does not wait for a long one to end.
+    long_ended = {}
+    started = threading.Event()
+
+    def read_long():
+        for r in gen.stub.Generate(pb.GenerateRequest(prompt="Count to 1000: 1, 2, 3, 4,", max_tokens=300,
+                                                      temperature=0), timeout=60):
+            started.set()
+            long_ended["finish"] = r.finish_reason
+        long_ended["at"] = time.monotonic()
+
+    reader = threading.Thread(target=read_long)
+    reader.start()
+    assert started.wait(30)
+    short = gen.generate(prompt="hi", max_tokens=2, timeout=30)
+    short_ended = time.monotonic()
+    reader.join(60)
+    assert short[-1].finish_reason in ("stop", "length")
+    assert long_ended["finish"] == "length"
+    assert short_ended < long_ended["at"]
+
+
 def test_full_queue_is_refused_with_resource_exhausted(generation_model):
-    running = Running(Settings(model=str(generation_model), role="generation", context_size=512, max_queue=1))
+    # one generation at a time, so the second request waits in the queue
+    running = Running(Settings(model=str(generation_model), role="generation", context_size=512, max_queue=1,
+                               parallel=1))
     try:
         busy = running.stub.Generate(pb.GenerateRequest(prompt="Tell a story:", max_tokens=400))
         next(busy)  # the worker is busy with this one

@@ -2,7 +2,7 @@
 
 A llama.cpp context is not thread-safe: an Engine is driven by one thread at a
 time (the scheduler's worker). Tokenizing only reads the vocabulary, so
-count_tokens may be called from any thread.
+count_tokens and prepare may be called from any thread.
 """
 
 from __future__ import annotations
@@ -15,8 +15,11 @@ from typing import Callable, Iterator
 
 import llama_cpp
 import numpy as np
-from llama_cpp import Llama, LlamaGrammar
+from llama_cpp import Llama, LlamaGrammar, _internals
+from llama_cpp._logger import set_verbose
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+from .decoding import Chunk, Decoder, Request
 
 GENERATION, EMBEDDING = "generation", "embedding"
 ROLES = (GENERATION, EMBEDDING)
@@ -42,14 +45,6 @@ class GenerateParams:
     seed: int | None = None
     json_schema: str = ""
     grammar: str = ""
-
-
-@dataclass
-class Chunk:
-    text: str
-    finish_reason: str = ""
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
 
 
 @dataclass
@@ -83,50 +78,70 @@ class Engine:
         sha256: str = "",
         context_size: int = 2048,
         threads: int | None = None,
+        parallel: int = 1,
     ):
+        """parallel: generations decoded together (each gets its own window of context)."""
         if role not in ROLES:
             raise ValueError(f"role must be one of {ROLES}, not {role!r}")
+        if parallel < 1:
+            raise ValueError("parallel must be at least 1")
         self.role = role
-        embedding = role == EMBEDDING
-        # An embedding model reads a whole input in one batch (its attention
-        # is not causal), so the batch is the window: no silent cut at n_batch.
-        self.llm = Llama(
-            model_path=str(path),
-            embedding=embedding,
-            n_ctx=context_size,
-            n_batch=context_size if embedding else 512,
-            n_ubatch=context_size if embedding else 512,
-            n_threads=threads or os.cpu_count(),  # llama.cpp's default is half the cores
-            verbose=False,
-        )
-        self.window = self.llm.n_ctx()
-        template = self.llm.metadata.get("tokenizer.chat_template", "")
+        threads = threads or os.cpu_count()  # llama.cpp's default is half the cores
+        self.decoder: Decoder | None = None
+        if role == EMBEDDING:
+            # An embedding model reads a whole input in one batch (its attention
+            # is not causal), so the batch is the window: no silent cut at n_batch.
+            self.llm = Llama(
+                model_path=str(path),
+                embedding=True,
+                n_ctx=context_size,
+                n_batch=context_size,
+                n_ubatch=context_size,
+                n_threads=threads,
+                verbose=False,
+            )
+            self.model = self.llm._model
+            self.window = self.llm.n_ctx()
+        else:
+            set_verbose(False)
+            llama_cpp.llama_backend_init()  # as Llama does before its first model
+            self.model = _internals.LlamaModel(
+                path_model=str(path), params=_internals.LlamaModel.default_params(), verbose=False
+            )
+            self.decoder = Decoder(self.model, window=context_size, slots=parallel, threads=threads)
+            self.window = self.decoder.window
+        metadata = self.model.metadata()
+        template = metadata.get("tokenizer.chat_template", "")
         self._formatter = self._chat_formatter(template) if template else None
         self.info = ModelInfo(
-            name=name or self.llm.metadata.get("general.name") or Path(path).stem,
+            name=name or metadata.get("general.name") or Path(path).stem,
             sha256=sha256,
             role=role,
             context_size=self.window,
-            embedding_dimension=self.llm.n_embd(),
+            embedding_dimension=self.model.n_embd(),
             chat_template=bool(template),
         )
 
     def _chat_formatter(self, template: str) -> Jinja2ChatFormatter:
         def text_of(token_id: int) -> str:
-            return self.llm._model.token_get_text(token_id) if token_id != -1 else ""
+            return self.model.token_get_text(token_id) if token_id != -1 else ""
 
-        eos = self.llm.token_eos()
+        eos = self.model.token_eos()
         return Jinja2ChatFormatter(
             template=template,
             eos_token=text_of(eos),
-            bos_token=text_of(self.llm.token_bos()),
+            bos_token=text_of(self.model.token_bos()),
             stop_token_ids=[eos],
         )
+
+    def require(self, role: str) -> None:
+        if self.role != role:
+            raise WrongRole(f"model {self.info.name} serves {self.role}, not {role}")
 
     # ------------------------------------------------------------ tokens
 
     def count_tokens(self, texts: list[str]) -> list[int]:
-        return [len(self.llm.tokenize(t.encode(), add_bos=False, special=False)) for t in texts]
+        return [len(self.model.tokenize(t.encode(), add_bos=False, special=False)) for t in texts]
 
     # ------------------------------------------------------------ generation
 
@@ -148,7 +163,43 @@ class Engine:
         stops = rendered.stop if isinstance(rendered.stop, list) else [rendered.stop] if rendered.stop else []
         return rendered.prompt, stops
 
-    def _grammar(self, params: GenerateParams) -> LlamaGrammar | None:
+    def prepare(self, params: GenerateParams) -> Request:
+        """Validates and tokenizes a generation request, and builds its sampler."""
+        self.require(GENERATION)
+        if params.max_tokens < 1:
+            raise InvalidRequest("max_tokens must be at least 1")
+        prompt, template_stops = self.render_prompt(params)
+        tokens = self.model.tokenize(prompt.encode(), add_bos=True, special=True)
+        if not tokens:
+            raise InvalidRequest("the prompt has no tokens")
+        if len(tokens) + params.max_tokens > self.window:
+            raise InvalidRequest(
+                f"prompt ({len(tokens)} tokens) plus max_tokens ({params.max_tokens}) exceed "
+                f"the context window ({self.window} tokens)"
+            )
+        stops = [s for s in (*params.stop, *template_stops) if s]
+        return Request(tokens, params.max_tokens, stops, self._sampler(params))
+
+    def _sampler(self, params: GenerateParams) -> _internals.LlamaSampler:
+        """llama-cpp-python's default chain for these parameters (its no-op
+        stages left out): grammar, then greedy or top-k, top-p, min-p,
+        temperature and a seeded draw."""
+        sampler = _internals.LlamaSampler()
+        grammar = self._grammar(params)
+        if grammar is not None:
+            llama_cpp.llama_sampler_chain_add(sampler.sampler, grammar)
+        if params.temperature == 0:
+            sampler.add_greedy()
+        else:
+            sampler.add_top_k(40)
+            sampler.add_top_p(params.top_p, 1)
+            sampler.add_min_p(0.05, 1)
+            sampler.add_temp(params.temperature)
+            sampler.add_dist(llama_cpp.LLAMA_DEFAULT_SEED if params.seed is None else params.seed)
+        return sampler
+
+    def _grammar(self, params: GenerateParams):
+        """The grammar stage of the chain, or None."""
         try:
             if params.json_schema:
                 json.loads(params.json_schema)
@@ -159,69 +210,36 @@ class Engine:
                 return None
         except Exception as err:  # bad JSON, or a schema the converter rejects
             raise InvalidRequest(f"invalid json_schema: {err}") from err
-        # llama-cpp-python parses the grammar only when sampling starts, and a
-        # grammar that does not parse crashes the process there: try it first.
-        sampler = llama_cpp.llama_sampler_init_grammar(
-            self.llm._model.vocab, grammar._grammar.encode(), grammar._root.encode()
+        # llama.cpp parses the grammar here and gives NULL when it does not parse.
+        stage = llama_cpp.llama_sampler_init_grammar(
+            self.model.vocab, grammar._grammar.encode(), grammar._root.encode()
         )
-        if not sampler:
+        if not stage:
             raise InvalidRequest("grammar does not parse (GBNF expected, root rule `root`)")
-        llama_cpp.llama_sampler_free(sampler)
-        return grammar
+        return stage
 
     def generate(self, params: GenerateParams, should_stop: Callable[[], bool]) -> Iterator[Chunk]:
-        """Streams chunks of text; stops between tokens once should_stop() is true."""
-        if self.role != GENERATION:
-            raise WrongRole(f"model {self.info.name} serves embeddings, not generation")
-        prompt, template_stops = self.render_prompt(params)
-        # Tokenized once: llama_cpp takes the tokens as they are (a string it
-        # would tokenize again, the same way: BOS as the model says, special on).
-        tokens = self.llm.tokenize(prompt.encode(), add_bos=True, special=True)
-        prompt_tokens = len(tokens)
-        if prompt_tokens + params.max_tokens > self.window:
-            raise InvalidRequest(
-                f"prompt ({prompt_tokens} tokens) plus max_tokens ({params.max_tokens}) exceed "
-                f"the context window ({self.window} tokens)"
-            )
-        grammar = self._grammar(params)
-        stream = self.llm.create_completion(
-            tokens,
-            max_tokens=params.max_tokens,
-            temperature=params.temperature,
-            top_p=params.top_p,
-            stop=[*params.stop, *template_stops] or None,
-            seed=params.seed,
-            grammar=grammar,
-            stream=True,
-        )
-        finish_reason = "stop"
-        parts = []
+        """One generation on its own: streams chunks of text, the last with the
+        finish reason and usage; stops between tokens once should_stop() is
+        true. (The scheduler drives several at once through self.decoder.)"""
+        generation = self.decoder.start(self.prepare(params))  # prepare checks the role
         try:
-            for part in stream:
-                choice = part["choices"][0]
-                if choice["text"]:
-                    parts.append(choice["text"])
-                    yield Chunk(choice["text"])
-                if choice.get("finish_reason"):
-                    finish_reason = choice["finish_reason"]
+            while not generation.done:
                 if should_stop():
-                    finish_reason = "cancelled"
-                    break
+                    generation.finish("cancelled")
+                else:
+                    self.decoder.step()
+                yield from generation.take_chunks()
         finally:
-            stream.close()
-        # The stream reports no usage; re-tokenizing the text is cheaper than a
-        # per-token logits processor (which copies the whole vocabulary's logits).
-        generated = len(self.llm.tokenize("".join(parts).encode(), add_bos=False, special=True))
-        yield Chunk("", finish_reason, prompt_tokens, generated)
+            self.decoder.cancel(generation)
 
     # ------------------------------------------------------------ embeddings
 
     def embed(self, texts: list[str], overflow: str = TRUNCATE) -> list[EmbedResult]:
-        if self.role != EMBEDDING:
-            raise WrongRole(f"model {self.info.name} serves generation, not embeddings")
+        self.require(EMBEDDING)
         plans: list[tuple[int, list[list[int]], bool]] = []  # (tokens, windows, truncated)
         for i, text in enumerate(texts):
-            tokens = self.llm.tokenize(text.encode(), add_bos=True, special=False)
+            tokens = self.model.tokenize(text.encode(), add_bos=True, special=False)
             plans.append((len(tokens), *self._windows(tokens, overflow, i)))
         flat = [w for _, windows, _ in plans for w in windows]
         vectors = iter(self._embed_token_lists(flat))

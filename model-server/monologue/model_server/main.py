@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--context-size", type=int, default=int(_env("CONTEXT_SIZE", "2048")))
     p.add_argument("--threads", type=int, default=int(_env("THREADS", "0")) or None,
                    help="llama.cpp threads (default: all cores)")
+    p.add_argument("--parallel", type=int, default=int(_env("PARALLEL", "4")),
+                   help="generations decoded together, each with its own --context-size "
+                   "of KV cache (more: more tokens/s in total, more memory)")
     p.add_argument("--max-queue", type=int, default=int(_env("MAX_QUEUE", "64")),
                    help="requests allowed to wait; more get RESOURCE_EXHAUSTED")
     p.add_argument("--max-tokens", type=int, default=int(_env("MAX_TOKENS", "256")),
@@ -59,13 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     jsonlog.setup(args.log_level)
-    for flag in ("context_size", "max_queue", "max_tokens"):
+    for flag in ("context_size", "max_queue", "max_tokens", "parallel"):
         if getattr(args, flag) <= 0:
             print(f"error: --{flag.replace('_', '-')} must be positive", file=sys.stderr)
             return 2
     model = ModelServer(Settings(
         model=args.model, role=args.role, sha256=args.sha256, context_size=args.context_size,
         threads=args.threads, max_queue=args.max_queue, default_max_tokens=args.max_tokens,
+        parallel=args.parallel,
     ))
     server, grpc_port = create_server(f"{args.listen}:{args.grpc_port}", model)
     server.start()

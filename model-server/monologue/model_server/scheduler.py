@@ -3,25 +3,28 @@
 Requests from each client wait in their own line and the worker takes from
 the lines in turn, so one busy client cannot starve the others. A full queue
 refuses at once (QueueFull), which the service maps to RESOURCE_EXHAUSTED:
-back-pressure instead of unbounded latency. Embedding requests that are
-waiting together are run as one llama.cpp batch.
+back-pressure instead of unbounded latency. Generations run together, as many
+as the engine has slots (decoding.py), joining between two steps; the rest
+wait their turn in the queue. Embedding requests that are waiting together
+are run as one llama.cpp batch.
 
 One thread, always the same, runs llama.cpp: its OpenMP runtime keeps a team
 of threads per calling thread, and once teams outnumber the cores it stops
 spinning and decoding slows by half or more.
 
-Tokens are pulled, not pushed: the worker computes a token when the request's
-thread asks for it. Pushed as they come, the request's thread would wake while
-llama.cpp keeps every core busy, and the decoding stalls (0.76 of llama.cpp
-direct in tokens/s). The second token is asked for once the first is sent
-(computing it during the send, the first token waited for a core: time to first
-token 0.92 → 0.80 of direct); from then on the next token is asked for as soon
-as one arrives, so sending a token overlaps computing the next (tokens/s 0.944
-→ 0.952 of direct, paired runs).
+Tokens are pulled, not pushed: after handing a generation a token, the worker
+computes its next one once the request's thread asks for it. Pushed as they
+come, the request's thread would wake while llama.cpp keeps every core busy,
+and the decoding stalls (0.76 of llama.cpp direct in tokens/s). The second
+token is asked for once the first is sent (computing it during the send, the
+first token waited for a core: time to first token 0.92 → 0.80 of direct);
+from then on the next token is asked for as soon as one arrives, so sending a
+token overlaps computing the next (tokens/s 0.944 → 0.952 of direct, paired
+runs).
 
 A reader that does not ask for its next token within PULL_WAIT (a stuck or
-slow client) is not waited for: the worker then runs ahead to the end of the
-job, queueing the tokens, as it would push them.
+slow client) is not waited for again: its tokens are then queued as they come,
+and it cannot hold up the generations decoded with it.
 """
 
 from __future__ import annotations
@@ -36,9 +39,11 @@ from typing import Any, Iterator
 
 from prometheus_client import Gauge
 
-from .engine import Chunk, Engine, GenerateParams
+from .decoding import Chunk, Generation, Request
+from .engine import Engine
 
 QUEUE_DEPTH = Gauge("model_server_queue_depth", "Requests waiting for the model")
+RUNNING = Gauge("model_server_generations_running", "Generations being decoded together")
 
 _DONE = object()
 PULL_WAIT = 0.1  # seconds the worker waits for a reader to ask for its next token
@@ -52,13 +57,15 @@ class Stopped(Exception):
     """The server is shutting down."""
 
 
-@dataclass
+@dataclass(eq=False)
 class GenerateJob:
-    params: GenerateParams
+    request: Request
     chunks: "queue.Queue[Any]" = field(default_factory=queue.Queue)
     cancelled: threading.Event = field(default_factory=threading.Event)
-    # One permit per chunk the reader asked for; the first is asked at once.
-    wanted: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(1))
+    # One permit per chunk the reader asked for after receiving one.
+    wanted: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(0))
+    owed: bool = False  # a chunk was handed over: the next waits for the reader's ask
+    pulled: bool = True  # false once the reader failed to ask within PULL_WAIT
 
     def cancel(self) -> None:
         self.cancelled.set()
@@ -103,6 +110,7 @@ class Scheduler:
         self._size = 0
         self._cond = threading.Condition()
         self._stopping = False
+        self._running: dict[GenerateJob, Generation] = {}  # only the worker touches it
         self._worker = threading.Thread(target=self._run, name="model-worker", daemon=True)
         self._worker.start()
 
@@ -118,7 +126,7 @@ class Scheduler:
             self._cond.notify()
 
     def stop(self, timeout: float | None = None) -> None:
-        """Refuse new work, fail what waits, finish the running job."""
+        """Refuse new work, fail what waits, finish the running jobs."""
         with self._cond:
             self._stopping = True
             waiting = [job for line in self._lines.values() for job in line]
@@ -130,11 +138,13 @@ class Scheduler:
             _fail(job, Stopped("the model server is shutting down"))
         self._worker.join(timeout)
 
-    def _next(self) -> GenerateJob | EmbedJob | None:
+    def _next(self, wait: bool) -> GenerateJob | EmbedJob | None:
+        """The next waiting job, in turn; None when there is none (and wait is
+        false) or the scheduler stops."""
         with self._cond:
-            while not self._lines and not self._stopping:
+            while wait and not self._lines and not self._stopping:
                 self._cond.wait()
-            if self._stopping:
+            if self._stopping or not self._lines:
                 return None
             client, line = next(iter(self._lines.items()))
             job = line.popleft()
@@ -164,33 +174,66 @@ class Scheduler:
         return taken
 
     def _run(self) -> None:
-        while (job := self._next()) is not None:
-            if isinstance(job, GenerateJob):
-                self._generate(job)
-            else:
-                budget = self.max_embed_batch_texts - len(job.texts)
-                self._embed([job, *self._take_waiting_embeds(job.overflow, budget)])
+        decoder = self.engine.decoder
+        while True:
+            # Take waiting jobs while a slot is free; wait for one only when nothing runs.
+            while decoder is None or decoder.free_slots():
+                job = self._next(wait=not self._running)
+                if job is None:
+                    break
+                self._begin(job)
+            if self._running:
+                self._step()
+            elif self._stopping:
+                return
 
-    def _generate(self, job: GenerateJob) -> None:
-        stream = self.engine.generate(job.params, job.cancelled.is_set)
-        pulled = True
+    def _begin(self, job: GenerateJob | EmbedJob) -> None:
+        if isinstance(job, EmbedJob):
+            budget = self.max_embed_batch_texts - len(job.texts)
+            self._embed([job, *self._take_waiting_embeds(job.overflow, budget)])
+            return
+        if job.cancelled.is_set():
+            job.chunks.put(_DONE)
+            return
         try:
-            while True:
-                # The reader asked for the next chunk (or cancelled); a slow one is not waited for.
-                pulled = pulled and job.wanted.acquire(timeout=PULL_WAIT)
-                if job.cancelled.is_set():
-                    break
-                chunk = next(stream, None)
-                if chunk is None:
-                    break
+            self._running[job] = self.engine.decoder.start(job.request)
+        except Exception as err:
+            _fail(job, err)
+        RUNNING.set(len(self._running))
+
+    def _step(self) -> None:
+        """One decoding step for the running generations, their chunks handed over."""
+        decoder = self.engine.decoder
+        for job, generation in list(self._running.items()):
+            if job.owed:  # the reader asks for its next token (or cancels); a slow one is not waited for
+                job.pulled = job.pulled and job.wanted.acquire(timeout=PULL_WAIT)
+                job.owed = False
+            if job.cancelled.is_set():
+                decoder.cancel(generation)
+                self._end(job)
+        if not self._running:
+            return
+        try:
+            decoder.step()
+        except Exception as err:  # handed to every waiting request, which maps it to a status
+            for job in list(self._running):
+                job.chunks.put(err)
+                self._end(job)
+            decoder.reset()
+            return
+        for job, generation in list(self._running.items()):
+            chunks = generation.take_chunks()
+            for chunk in chunks:
                 job.chunks.put(chunk)
-                if chunk.finish_reason:  # the last one
-                    break
-        except Exception as err:  # handed to the waiting request, which maps it to a status
-            job.chunks.put(err)
-        finally:
-            stream.close()
+            if generation.done:
+                self._end(job)
+            elif chunks:
+                job.owed = True
+
+    def _end(self, job: GenerateJob) -> None:
+        del self._running[job]
         job.chunks.put(_DONE)
+        RUNNING.set(len(self._running))
 
     def _embed(self, jobs: list[EmbedJob]) -> None:
         texts = list(itertools.chain.from_iterable(j.texts for j in jobs))

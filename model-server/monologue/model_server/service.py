@@ -19,7 +19,7 @@ from monologue.api.v1 import model_pb2, model_pb2_grpc
 from prometheus_client import Counter, Histogram
 
 from .catalog import ModelError
-from .engine import ERROR, SPLIT, TRUNCATE, Engine, GenerateParams, InvalidRequest, WrongRole
+from .engine import EMBEDDING, ERROR, SPLIT, TRUNCATE, Engine, GenerateParams, InvalidRequest, WrongRole
 from .scheduler import EmbedJob, GenerateJob, QueueFull, Scheduler, Stopped
 from .sources import resolve
 
@@ -53,6 +53,7 @@ class Settings:
     threads: int | None = None
     max_queue: int = 64
     default_max_tokens: int = 256
+    parallel: int = 4  # generations decoded together
 
 
 class ModelServer:
@@ -81,6 +82,7 @@ class ModelServer:
                 sha256=sha256,
                 context_size=self.settings.context_size,
                 threads=self.settings.threads,
+                parallel=self.settings.parallel,
             )
         except (ModelError, ValueError, OSError) as err:
             self.load_error = err
@@ -117,13 +119,12 @@ class ModelServer:
         return self.engine
 
     def generate(self, client: str, params: GenerateParams) -> GenerateJob:
-        self.ready_engine()
-        job = GenerateJob(params)
+        job = GenerateJob(self.ready_engine().prepare(params))  # bad requests fail here, not queued
         self.scheduler.submit(client, job)
         return job
 
     def embed(self, client: str, texts: list[str], overflow: str, timeout: float | None):
-        self.ready_engine()
+        self.ready_engine().require(EMBEDDING)
         job = EmbedJob(texts, overflow)
         self.scheduler.submit(client, job)
         return job.future.result(timeout)
