@@ -32,6 +32,7 @@ from monologue.agent.embedder import CHANNEL_OPTIONS  # noqa: E402
 from monologue.api.v1 import model_pb2 as pb  # noqa: E402
 from monologue.api.v1 import model_pb2_grpc  # noqa: E402
 from monologue.model_server.catalog import path_of  # noqa: E402
+from monologue.model_server.engine import GENERATION, Engine, GenerateParams  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from harness.process import free_port  # noqa: E402
@@ -44,6 +45,7 @@ def fresh_prompt(i: int) -> str:
     return f"Case {i}. {PROMPT}"
 ROUNDS = 15  # alternating pairs; fewer left the median ±3% from run to run
 FRESH_ROUNDS = 21  # short generations: more rounds for a steadier median
+CONCURRENT_ROUNDS = 5  # alternating one client / eight clients; batched steps vary run to run
 SENTENCES = [
     f"worker-{i % 7} finished job {i} in {i % 97} ms after {i % 5} retries on node-{i % 13}"
     for i in range(512)
@@ -119,6 +121,46 @@ def grpc_embedding(stub) -> float:
     return len(SENTENCES) / (time.perf_counter() - started)
 
 
+def engine_batching(model: Path) -> tuple[float, float]:
+    """The engine alone, no gRPC and no clients on the cores: medians of the
+    tokens/s of 8 requests one after the other and of the same 8 on 4 slots."""
+    engine = Engine(model, GENERATION, context_size=1024, threads=THREADS, parallel=4)
+    decoder = engine.decoder
+
+    def requests(k):
+        return [GenerateParams(prompt=f"{PROMPT} ({k}.{i})", max_tokens=32, temperature=0) for i in range(8)]
+
+    def serial(k):
+        started, tokens = time.perf_counter(), 0
+        for params in requests(k):
+            tokens += sum(c.completion_tokens for c in engine.generate(params, lambda: False))
+        return tokens / (time.perf_counter() - started)
+
+    def batched(k):
+        started, tokens, waiting = time.perf_counter(), 0, requests(k)
+        while waiting or decoder.active:
+            while waiting and decoder.free_slots():
+                decoder.start(engine.prepare(waiting.pop(0)))
+            running = list(decoder.active)
+            decoder.step()
+            tokens += sum(c.completion_tokens for g in running for c in g.take_chunks())
+        return tokens / (time.perf_counter() - started)
+
+    pairs = [(serial(2 * k), batched(2 * k + 1)) for k in range(CONCURRENT_ROUNDS)]
+    return statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)
+
+
+def concurrency(stub) -> tuple[float, float, int]:
+    """Medians of one client's and eight clients' tokens/s, and the errors."""
+    ones, manys, errors = [], [], 0
+    for _ in range(CONCURRENT_ROUNDS):
+        ones.append(concurrent_generation(stub, 1, 8)[0])
+        many, failed = concurrent_generation(stub, 8, 2)
+        manys.append(many)
+        errors += failed
+    return statistics.median(ones), statistics.median(manys), errors
+
+
 def concurrent_generation(stub, clients: int, requests_each: int) -> tuple[float, int]:
     errors = 0
 
@@ -175,8 +217,7 @@ def main() -> None:
     server = ServerProcess(gen_model, "generation", 1024)
     try:
         medians = generation(gen_model, server.stub)
-        one, _ = concurrent_generation(server.stub, 1, 8)
-        many, errors = concurrent_generation(server.stub, 8, 2)
+        one, many, errors = concurrency(server.stub)
     finally:
         server.close()
     (direct_tps, direct_ttft), (grpc_tps, grpc_ttft) = medians["direct"], medians["grpc"]
@@ -188,6 +229,8 @@ def main() -> None:
     emit("concurrent8_tokens_per_s", many, "tokens/s", one, 1.0)
     print(json.dumps({"bench": "model-server", "metric": "concurrent8_errors", "value": errors,
                       "unit": "errors", "baseline": 0, "ratio": None, "target": 0}), flush=True)
+    serial, batched = engine_batching(gen_model)
+    emit("engine_8_requests_on_4_slots_tokens_per_s", batched, "tokens/s", serial, None)
 
     direct_sps = direct_embedding(emb_model)
     server = ServerProcess(emb_model, "embedding", 512)

@@ -43,6 +43,8 @@ def server_args(spec: Mapping) -> list[str]:
         "--grpc-port", str(GRPC_PORT),
         "--http-port", str(MODEL_HTTP_PORT),
     ]
+    if spec["role"] == "generation":
+        args += ["--parallel", str(spec.get("parallel", 4))]
     return args
 
 

@@ -236,7 +236,8 @@ def test_model_server_children_and_model_loaded_from_pod_readiness(cluster, name
     container = deployment.spec.template.spec.containers[0]
     assert container.command == ["monologue-model-server"]
     assert container.args == ["--model", "smollm2-135m-instruct", "--role", "generation", "--context-size", "4096",
-                              "--threads", "2", "--grpc-port", "50051", "--http-port", "8080"]
+                              "--threads", "2", "--grpc-port", "50051", "--http-port", "8080",
+                              "--parallel", "4"]
     assert container.readiness_probe.grpc.port == 50051
     assert {p.name: p.port for p in cluster.service(namespace, "smollm-model").spec.ports} == {"grpc": 50051, "http": 8080}
     assert owned_by(deployment, obj)
