@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-
 from typing import Iterator, Protocol
 
 import grpc
@@ -68,25 +66,34 @@ class GrpcGenerator:
 
 
 class LocalGenerator:
-    def __init__(self, model: str = "qwen2.5-coder-0.5b-instruct", context_size: int = 4096):
+    """llama.cpp in this process (embedded mode), behind the model server's
+    scheduler: concurrent Asks are decoded together, on the one thread that
+    runs llama.cpp, and an answer no longer read stops being generated."""
+
+    def __init__(self, model: str = "qwen2.5-coder-0.5b-instruct", context_size: int = 4096,
+                 parallel: int = 4):
         from monologue.model_server.engine import GENERATION, Engine
+        from monologue.model_server.scheduler import Scheduler
         from monologue.model_server.sources import resolve
 
         path, sha256 = resolve(model)
-        self.engine = Engine(path, GENERATION, sha256=sha256, context_size=context_size)
+        self.engine = Engine(path, GENERATION, sha256=sha256, context_size=context_size, parallel=parallel)
         self.context_size = self.engine.window
-        # A llama.cpp context serves one call at a time: concurrent Asks wait their turn.
-        self._lock = threading.Lock()
+        self.scheduler = Scheduler(self.engine)
 
     def count_tokens(self, text: str) -> int:
-        with self._lock:
-            return self.engine.count_tokens([text])[0]
+        return self.engine.count_tokens([text])[0]  # reads the vocabulary only: any thread
 
     def generate(self, messages, max_tokens) -> Iterator[str]:
         from monologue.model_server.engine import GenerateParams
+        from monologue.model_server.scheduler import GenerateJob, QueueFull
 
         params = GenerateParams(messages=messages, max_tokens=max_tokens, temperature=0.1, seed=1)
-        with self._lock:
-            for chunk in self.engine.generate(params, lambda: False):
-                if chunk.text:
-                    yield chunk.text
+        job = GenerateJob(self.engine.prepare(params))
+        try:
+            self.scheduler.submit("agent", job)
+        except QueueFull as err:
+            raise GeneratorUnavailable(f"the local model is busy: {err}") from err
+        for chunk in job.results():  # closing it early cancels the job
+            if chunk.text:
+                yield chunk.text
