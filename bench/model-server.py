@@ -67,21 +67,25 @@ def direct_round(llm: Llama, prompt: str = PROMPT, max_tokens: int = MAX_TOKENS)
         first = first or time.perf_counter()
         parts.append(part["choices"][0]["text"])
     ended = time.perf_counter()
-    # counted as the server counts its usage: the generated text, tokenized
-    count = len(llm.tokenize("".join(parts).encode(), add_bos=False, special=True))
-    return (count - 1) / (ended - first), first - started
+    return (tokens_in(llm, "".join(parts)) - 1) / (ended - first), first - started
 
 
-def grpc_round(stub, prompt: str = PROMPT, max_tokens: int = MAX_TOKENS) -> tuple[float, float]:
+def tokens_in(llm: Llama, text: str) -> int:
+    """Both sides' tokens are counted the same way: their text, tokenized
+    (create_completion reports no usage when it streams)."""
+    return len(llm.tokenize(text.encode(), add_bos=False, special=True))
+
+
+def grpc_round(stub, llm: Llama, prompt: str = PROMPT, max_tokens: int = MAX_TOKENS) -> tuple[float, float]:
     """The same generation through the server: (tokens/s, seconds to the first token)."""
     started = time.perf_counter()
-    first = None
+    first, parts = None, []
     for r in stub.Generate(pb.GenerateRequest(prompt=prompt, max_tokens=max_tokens, temperature=0, seed=1)):
         if r.text and first is None:
             first = time.perf_counter()
-        last = r
+        parts.append(r.text)
     ended = time.perf_counter()
-    return (last.usage.completion_tokens - 1) / (ended - first), first - started
+    return (tokens_in(llm, "".join(parts)) - 1) / (ended - first), first - started
 
 
 def generation(model: Path, stub) -> dict[str, tuple[float, float]]:
@@ -94,10 +98,10 @@ def generation(model: Path, stub) -> dict[str, tuple[float, float]]:
     rounds = {"direct": [], "grpc": [], "direct_fresh": [], "grpc_fresh": []}
     for _ in range(ROUNDS):
         rounds["direct"].append(direct_round(llm))
-        rounds["grpc"].append(grpc_round(stub))
+        rounds["grpc"].append(grpc_round(stub, llm))
     for i in range(FRESH_ROUNDS):
         rounds["direct_fresh"].append(direct_round(llm, fresh_prompt(2 * i), 8))
-        rounds["grpc_fresh"].append(grpc_round(stub, fresh_prompt(2 * i + 1), 8))
+        rounds["grpc_fresh"].append(grpc_round(stub, llm, fresh_prompt(2 * i + 1), 8))
     del llm
     return {side: (statistics.median(r[0] for r in rs), statistics.median(r[1] for r in rs))
             for side, rs in rounds.items()}
