@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-
 from typing import Protocol
 
 import grpc
@@ -74,19 +72,31 @@ class GrpcEmbedder:
 
 
 class LocalEmbedder:
-    """llama.cpp in this process (embedded mode)."""
+    """llama.cpp in this process (embedded mode), behind the model server's
+    scheduler: texts of concurrent callers (the questions of concurrent Asks)
+    are embedded in one batch, on the one thread that runs this model. Called
+    from each request's thread instead, every thread got its own OpenMP team,
+    and 50 concurrent Asks took 139–144 s instead of 130–136 s."""
 
     def __init__(self, model: str = "all-minilm-l6-v2", context_size: int = 512):
         from monologue.model_server.engine import EMBEDDING, Engine
+        from monologue.model_server.scheduler import Scheduler
         from monologue.model_server.sources import resolve
 
         path, sha256 = resolve(model)
         self.engine = Engine(path, EMBEDDING, sha256=sha256, context_size=context_size)
         self.dimension = self.engine.info.embedding_dimension
-        self._lock = threading.Lock()  # a llama.cpp context serves one call at a time
+        self.scheduler = Scheduler(self.engine)
 
     def embed(self, texts: list[str]) -> np.ndarray:
+        from monologue.model_server.engine import TRUNCATE
+        from monologue.model_server.scheduler import EmbedJob, QueueFull
+
         if not texts:
             return np.zeros((0, self.dimension), np.float32)
-        with self._lock:
-            return np.vstack([r.vector for r in self.engine.embed(texts)])
+        job = EmbedJob(list(texts), TRUNCATE)
+        try:
+            self.scheduler.submit("local", job)
+        except QueueFull as err:
+            raise EmbedderUnavailable(f"the local embedding model is busy: {err}") from err
+        return np.vstack([r.vector for r in job.future.result()])

@@ -1,11 +1,15 @@
-"""The embedded mode's generator: llama.cpp in process, the real packaged model."""
+"""The embedded mode's models: llama.cpp in process, the real packaged models."""
 
 from __future__ import annotations
 
 import threading
 import time
 
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
 import pytest
+from monologue.agent.embedder import LocalEmbedder
 from monologue.agent.generator import LocalGenerator
 
 
@@ -50,3 +54,15 @@ def test_an_answer_no_longer_read_stops_being_generated(generator):
     while generator.scheduler._running and time.monotonic() < deadline:
         time.sleep(0.01)
     assert not generator.scheduler._running
+
+
+def test_concurrent_embeddings_each_get_their_own_vectors(embedding_model):
+    embedder = LocalEmbedder(str(embedding_model))
+    batches = [[f"worker-{i} finished job {j} in {i * j} ms" for j in range(3)] for i in range(8)]
+    alone = [embedder.embed(b) for b in batches]
+    with ThreadPoolExecutor(8) as pool:
+        together = list(pool.map(embedder.embed, batches))
+    for a, t in zip(alone, together):
+        assert t.shape == (3, embedder.dimension)
+        assert np.allclose(a, t, atol=1e-4)
+    assert embedder.embed([]).shape == (0, embedder.dimension)
