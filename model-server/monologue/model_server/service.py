@@ -93,6 +93,8 @@ class ModelServer:
         log.info(
             "model loaded",
             extra={"model": self.engine.info.name, "role": self.settings.role,
+                   "context_size": self.engine.window,
+                   "parallel": self.settings.parallel if self.engine.decoder else None,
                    "seconds": round(time.monotonic() - started, 2)},
         )
 
