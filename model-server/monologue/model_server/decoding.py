@@ -167,9 +167,10 @@ class Decoder:
             raise NoFreeSlot(f"all {len(self._slots)} slots are decoding")
         tokens = request.tokens
         # Longest shared start first; among equals, the slot used longest ago.
-        slot = max(self._free, key=lambda s: (_common_prefix(s.held, tokens), -s.last_used))
+        shared, _, slot = max(((_common_prefix(s.held, tokens), -s.last_used, s) for s in self._free),
+                              key=lambda choice: choice[:2])
         # At least the prompt's last token is fed: its logits give the first token.
-        keep = min(_common_prefix(slot.held, tokens), len(tokens) - 1)
+        keep = min(shared, len(tokens) - 1)
         if keep < len(slot.held):
             if not llama_cpp.llama_memory_seq_rm(self.ctx.memory, slot.seq, keep, -1):
                 # a cache that cannot drop a tail (recurrent models) starts over

@@ -184,8 +184,8 @@ class Engine:
         """llama-cpp-python's default chain for these parameters (its no-op
         stages left out): grammar, then greedy or top-k, top-p, min-p,
         temperature and a seeded draw."""
+        grammar = self._grammar(params)  # first: a bad one is refused before anything is built
         sampler = _internals.LlamaSampler()
-        grammar = self._grammar(params)
         if grammar is not None:
             llama_cpp.llama_sampler_chain_add(sampler.sampler, grammar)
         if params.temperature == 0:
