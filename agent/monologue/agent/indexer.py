@@ -15,7 +15,6 @@ an embedder or store outage pauses indexing, which resumes by itself.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import tempfile
@@ -31,11 +30,12 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from . import storage
+from . import compaction, storage
 from .embedder import Embedder, EmbedderUnavailable
 from .memory import ROW_SCHEMA, MemoryStore, StoreUnavailable
 from .redact import Redactor
-from .space import INDEX_DIR, LINE_TEMPLATES, LINES_DIR, SUMMARIES_DIR, TEMPLATE_TEXTS, TEMPLATE_VECTORS, Space
+from .space import (INDEX_DIR, LINE_TEMPLATES, LINES_DIR, STATE_FILE, SUMMARIES_DIR, TEMPLATE_TEXTS,
+                    TEMPLATE_VECTORS, IndexState, Space, object_file)
 from .summaries import summarize
 from .templates import TemplateMiner
 from .terms import TermsPool
@@ -50,6 +50,7 @@ class IndexReport:
     lines: int = 0
     new_templates: int = 0
     quarantined: list[str] = field(default_factory=list)
+    segments: int = 0  # written by compaction
     seconds: float = 0.0
 
 
@@ -70,11 +71,15 @@ class Indexer:
         return storage.join(self.index_root, name)
 
     def _restore(self) -> None:
-        state = json.loads(storage.read_or_none(self.fs, self._path("state.json")) or b"{}")
-        self.done: dict[str, int] = state.get("objects", {})
-        # The object being indexed when the last run stopped: its lines may be
-        # in the store already, so it is merged, not appended.
-        self.inflight: str | None = state.get("inflight")
+        # state.inflight: the object being indexed when the last run stopped: its
+        # lines may be in the store already, so it is merged, not appended.
+        self.state = IndexState.parse(storage.read_or_none(self.fs, self._path(STATE_FILE)))
+        self.compactor = compaction.Compactor(self.fs, self.index_root)
+        self.done: dict[str, int] = {}  # every indexed object: key -> size
+        for name in sorted(self.state.segments):
+            self.done.update(self.compactor.objects_of(name))
+        self.compacted = set(self.done)  # objects with lines in a segment
+        self.done.update(self.state.objects)
         miner = storage.read_or_none(self.fs, self._path("miner.json"))
         if miner:
             self._miner_file.write_bytes(miner)
@@ -88,23 +93,49 @@ class Indexer:
         if new:
             matrix = np.vstack([self.template_vectors[i] for i in ids]).astype(np.float32)
             vectors = pa.FixedSizeListArray.from_arrays(pa.array(matrix.ravel()), matrix.shape[1])
-            storage.write_atomic(self.fs, self._path(TEMPLATE_VECTORS), _parquet_bytes(pa.table({
+            storage.write_atomic(self.fs, self._path(TEMPLATE_VECTORS), storage.parquet_bytes(pa.table({
                 "template_id": pa.array(ids, pa.string()), "vector": vectors})))
-        storage.write_atomic(self.fs, self._path("templates/templates.parquet"), _parquet_bytes(pa.table({
+        storage.write_atomic(self.fs, self._path("templates/templates.parquet"), storage.parquet_bytes(pa.table({
             "template_id": ids,
             "template": [self.miner.template(i) for i in ids],
         }, schema=TEMPLATE_TEXTS)))
 
-    def _save(self, object_path: str, size: int) -> None:
+    def _save(self, key: str, size: int) -> None:
         self.miner.save()
         storage.write_atomic(self.fs, self._path("miner.json"), self._miner_file.read_bytes())
-        self.done[object_path] = size
-        self.inflight = None
+        self.done[key] = self.state.objects[key] = size
+        self.state.inflight = None
         self._write_state()
 
     def _write_state(self) -> None:
-        state = {"objects": self.done, "inflight": self.inflight}
-        storage.write_atomic(self.fs, self._path("state.json"), json.dumps(state).encode())
+        storage.write_atomic(self.fs, self._path(STATE_FILE), self.state.dump())
+
+    def compact(self, now: float | None = None) -> int:
+        """Deletes what merges replaced a grace period ago, then merges what is due
+        (compaction.py); returns the number of segments written."""
+        now = time.time() if now is None else now
+        expired = [files for since, files in self.state.garbage if now - since >= compaction.GRACE_SECONDS]
+        if expired:
+            # The state first: a crash then leaves files nobody names, never a name without its file.
+            self.state.garbage = [g for g in self.state.garbage if now - g[0] < compaction.GRACE_SECONDS]
+            self._write_state()
+            for files in expired:
+                self.compactor.delete(files)
+        written = 0
+        while (merge := compaction.next_merge(self.state)) and self.compactor.can_merge(merge):
+            name = f"{self.state.next_segment:08d}"
+            replaced = self.compactor.write(merge, name, self.state)
+            for key in merge.objects:
+                del self.state.objects[key]
+                self.compacted.add(key)
+            for member in merge.segments:
+                del self.state.segments[member]
+            self.state.segments[name] = merge.level
+            self.state.next_segment += 1
+            self.state.garbage.append((now, replaced))
+            self._write_state()
+            written += 1
+        return written
 
     # ------------------------------------------------------------ work
 
@@ -134,14 +165,20 @@ class Indexer:
                 report.quarantined.append(self._key(info.path))
                 continue
             key = self._key(info.path)
-            known_new = key not in self.done and key != self.inflight
-            self.inflight = key
+            known_new = key not in self.done and key != self.state.inflight
+            if key in self.compacted:
+                # Rewritten after a merge (a backfill): a segment indexes the lines it had.
+                indexed = self.compactor.line_ids_of(self.state, key)
+                table = table.filter(pa.array([i not in indexed for i in table["line_id"].to_pylist()]))
+            self.state.inflight = key
             report.new_templates += self._index_table(info.path, table, known_new)
-            self._save(self._key(info.path), info.size)
+            self._save(key, info.size)
             report.objects += 1
             report.lines += table.num_rows
+            report.segments += self.compact()  # as it goes: a catch-up's state stays small
         if report.lines:
             self.store.optimize(self.space.collection or self.space.name)
+        report.segments += self.compact()  # deletes what the grace period released
         report.seconds = time.monotonic() - started
         return report
 
@@ -170,11 +207,11 @@ class Indexer:
         # store such as Weaviate serves a line as soon as it holds it, and an
         # answer citing a line must count it in its figures and know its
         # template's vector. A crash in between re-does the object.
-        name = self._key(object_path).replace("/", "__")
-        storage.write_atomic(self.fs, self._path(f"{LINES_DIR}/{name}"), _parquet_bytes(pa.table({
+        name = object_file(self._key(object_path))
+        storage.write_atomic(self.fs, self._path(f"{LINES_DIR}/{name}"), storage.parquet_bytes(pa.table({
             "line_id": table["line_id"], "template_id": pa.array(template_ids, pa.string())},
             schema=LINE_TEMPLATES)))
-        storage.write_atomic(self.fs, self._path(f"{SUMMARIES_DIR}/{name}"), _parquet_bytes(
+        storage.write_atomic(self.fs, self._path(f"{SUMMARIES_DIR}/{name}"), storage.parquet_bytes(
             self._summary(table, template_ids)))
         if rows.num_rows:
             self._write_templates(bool(new))
@@ -229,9 +266,3 @@ def _labels_json(column: pa.ChunkedArray) -> list[str]:
     _, first_rows = np.unique(indices, return_index=True)  # a row of each set, in code order
     encoded = [json.dumps(dict(labels[int(row)].as_py()), sort_keys=True) for row in first_rows]
     return [encoded[code] for code in indices.tolist()]
-
-
-def _parquet_bytes(table: pa.Table) -> bytes:
-    sink = io.BytesIO()
-    pq.write_table(table, sink, compression="zstd")
-    return sink.getvalue()

@@ -35,7 +35,54 @@ INDEX_DIR = "_index"  # beside the data; pyarrow datasets skip "_" prefixes
 LINE_TEMPLATES = pa.schema([("line_id", pa.string()), ("template_id", pa.string())])
 TEMPLATE_TEXTS = pa.schema([("template_id", pa.string()), ("template", pa.string())])
 LINES_DIR, SUMMARIES_DIR = "lines", "summaries"  # under INDEX_DIR, one file per indexed object
+SEGMENTS_DIR = "segments"  # under INDEX_DIR: merged index files (compaction.py)
 TEMPLATE_VECTORS = "template_vectors.parquet"  # under INDEX_DIR: template_id, vector
+STATE_FILE = "state.json"  # under INDEX_DIR: the IndexState
+
+
+def object_file(key: str) -> str:
+    """The name of an object's own index files (lines/, summaries/): its key, flattened."""
+    return key.replace("/", "__")
+
+
+def segment_file(name: str, kind: str) -> str:
+    """A segment's file of one kind (lines, summaries, objects), relative to INDEX_DIR."""
+    return f"{SEGMENTS_DIR}/{name}.{kind}.parquet"
+
+
+@dataclass
+class IndexState:
+    """What the indexer has done, written last after each step (state.json).
+
+    Readers open the index files it names, never a listing: so a compaction,
+    which writes a segment and then names it in place of its members, is seen
+    whole or not at all."""
+
+    objects: dict[str, int] = field(default_factory=dict)  # indexed, not in a segment: key -> size
+    inflight: str | None = None  # being indexed: its files are written, its lines may be in the store
+    segments: dict[str, int] = field(default_factory=dict)  # segment name -> level
+    next_segment: int = 0
+    garbage: list[tuple[float, list[str]]] = field(default_factory=list)  # (since, files named no more)
+
+    @classmethod
+    def parse(cls, data: bytes | None) -> "IndexState":
+        state = json.loads(data or b"{}")
+        return cls(state.get("objects", {}), state.get("inflight"), state.get("segments", {}),
+                   state.get("next_segment", 0), [tuple(g) for g in state.get("garbage", [])])
+
+    def dump(self) -> bytes:
+        return json.dumps({"objects": self.objects, "inflight": self.inflight, "segments": self.segments,
+                           "next_segment": self.next_segment, "garbage": self.garbage}).encode()
+
+    def object_keys(self) -> list[str]:
+        """The objects whose own index files are current: indexed or in flight."""
+        return list(self.objects) + ([self.inflight] if self.inflight and self.inflight not in self.objects else [])
+
+    def files(self, kind: str) -> list[str]:
+        """The current index files of a kind ("lines" or "summaries"), relative to INDEX_DIR."""
+        directory = {"lines": LINES_DIR, "summaries": SUMMARIES_DIR}[kind]
+        return ([segment_file(name, kind) for name in sorted(self.segments)]
+                + [f"{directory}/{object_file(key)}" for key in self.object_keys()])
 
 
 class SpaceNotFound(LookupError):
@@ -68,11 +115,23 @@ class Space:
                           exclude_invalid_files=False)
 
     def index_version(self) -> tuple | None:
-        """Changes whenever the indexer finished an object (it writes state.json last):
-        a connection made before then misses objects and reads rewritten index files."""
+        """Changes whenever the indexer finished a step (it writes state.json last):
+        a connection made before then misses objects and reads replaced index files."""
         fs, root = storage.filesystem(self.uri)
-        info = fs.get_file_info(storage.join(root, INDEX_DIR, "state.json"))
+        info = fs.get_file_info(storage.join(root, INDEX_DIR, STATE_FILE))
         return None if info.type == pa.fs.FileType.NotFound else (info.mtime_ns, info.size)
+
+    def index_state(self) -> IndexState:
+        fs, root = storage.filesystem(self.uri)
+        return IndexState.parse(storage.read_or_none(fs, storage.join(root, INDEX_DIR, STATE_FILE)))
+
+    def _index_dataset(self, files: list[str], schema: pa.Schema) -> ds.Dataset:
+        """Exactly these index files (relative to INDEX_DIR), never a listing (see IndexState)."""
+        if not files:
+            return ds.dataset(pa.table({f.name: pa.array([], f.type) for f in schema}, schema=schema))
+        fs, root = storage.filesystem(self.uri)
+        return ds.dataset([storage.join(root, INDEX_DIR, f) for f in files], filesystem=fs, format="parquet",
+                          schema=schema)
 
     def template_vectors(self) -> tuple[list[str], np.ndarray]:
         """The indexer's template ids and their vectors (one row each); none before the first index."""
@@ -90,7 +149,8 @@ class Space:
         con = duckdb.connect(config={"threads": str(os.cpu_count() or 1)})
         raw = self._dataset("", logschema.arrow_schema())
         con.register("raw_logs", raw)
-        con.register("line_templates", self._dataset(f"{INDEX_DIR}/{LINES_DIR}", LINE_TEMPLATES))
+        state = self.index_state()
+        con.register("line_templates", self._index_dataset(state.files("lines"), LINE_TEMPLATES))
         con.register("template_texts", self._dataset(f"{INDEX_DIR}/templates", TEMPLATE_TEXTS))
         where = f"WHERE {self.where}" if self.where else ""
         con.execute(
@@ -106,7 +166,7 @@ class Space:
                WHERE l.template_id IS NOT NULL
                GROUP BY l.template_id"""
         )
-        self._load_summaries(con)
+        self._load_summaries(con, state)
         # The views are all a Space's SQL needs: no file or network access
         # from a filter or a question's SQL.
         con.execute("SET enable_external_access = false")
@@ -114,27 +174,22 @@ class Space:
         return con
 
 
-    def _load_summaries(self, con: duckdb.DuckDBPyConnection) -> None:
-        """template_summaries, in memory, if every indexed object has its summary.
+    def _load_summaries(self, con: duckdb.DuckDBPyConnection, state: IndexState) -> None:
+        """template_summaries, in memory, if every indexed object has its summary
+        (a segment always has; an object indexed by an older monologue may not).
 
         Not for a view Space: summaries count all of the source's lines, and a
-        view keeps some. Listed once, so the files read are the files checked."""
+        view keeps some."""
         if self.where:
             return
         fs, root = storage.filesystem(self.uri)
-        summaries = self._index_files(fs, root, SUMMARIES_DIR)
-        if not summaries or not set(summaries) >= set(self._index_files(fs, root, LINES_DIR)):
+        selector = pafs.FileSelector(storage.join(root, INDEX_DIR, SUMMARIES_DIR), allow_not_found=True)
+        written = {info.base_name for info in fs.get_file_info(selector) if info.type == pafs.FileType.File}
+        if not state.files("summaries") or not written >= {object_file(k) for k in state.object_keys()}:
             return
-        con.register("object_summaries", ds.dataset(list(summaries.values()), filesystem=fs,
-                                                    format="parquet", schema=SUMMARY_SCHEMA))
+        con.register("object_summaries", self._index_dataset(state.files("summaries"), SUMMARY_SCHEMA))
         con.execute("CREATE TEMP TABLE template_summaries AS SELECT * FROM object_summaries")
         con.unregister("object_summaries")
-
-    @staticmethod
-    def _index_files(fs: pafs.FileSystem, root: str, directory: str) -> dict[str, str]:
-        selector = pafs.FileSelector(storage.join(root, INDEX_DIR, directory), allow_not_found=True)
-        return {info.base_name: info.path for info in fs.get_file_info(selector)
-                if info.type == pafs.FileType.File and info.base_name.endswith(".parquet")}
 
 
 class SpaceRegistry:

@@ -7,10 +7,13 @@ S3 credentials, region and endpoint come from the standard AWS variables.
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
 
 def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
@@ -58,3 +61,16 @@ def read_or_none(fs: pafs.FileSystem, path: str) -> bytes | None:
             return f.read()
     except FileNotFoundError:
         return None
+
+
+def delete_if_exists(fs: pafs.FileSystem, path: str) -> None:
+    try:
+        fs.delete_file(path)
+    except FileNotFoundError:
+        pass
+
+
+def parquet_bytes(table: pa.Table) -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue()

@@ -1,0 +1,175 @@
+"""Compaction: a Space's many small index files become a few segments, and no
+reader ever sees a line twice or misses one while it happens."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from monologue.agent import compaction, indexer as indexer_module
+from monologue.agent.indexer import Indexer
+from monologue.agent.ingest import ingest
+from monologue.agent.memory import LanceStore
+from monologue.agent.recall import SpaceMemory
+from monologue.agent.space import Space
+from monologue.agent.summaries import SUMMARY_SCHEMA
+
+
+def flush_lines(flush: int, n: int = 12) -> list[str]:
+    """One shipper flush's worth of lines: a few seconds of two kinds of event."""
+    start = dt.datetime(2026, 11, 2, 10, tzinfo=dt.timezone.utc) + dt.timedelta(seconds=20 * flush)
+    return [f"{(start + dt.timedelta(seconds=i)).isoformat().replace('+00:00', 'Z')} "
+            + (f"INFO pod=web-{i % 3} served request {flush}-{i} in {i} ms" if i % 4 else
+               f"ERROR pod=db-0 connection {flush}-{i} refused")
+            for i in range(n)]
+
+
+def ship(tmp_path, space, flushes: range) -> None:
+    for flush in flushes:
+        log = tmp_path / f"flush-{flush}.log"
+        log.write_text("\n".join(flush_lines(flush)) + "\n")
+        ingest(log, space.uri, show_progress=False)
+
+
+@pytest.fixture
+def small_segments(monkeypatch):
+    monkeypatch.setattr(compaction, "SEGMENT_OBJECTS", 4)
+    monkeypatch.setattr(compaction, "MERGE_FACTOR", 2)
+
+
+def figures(space: Space) -> dict:
+    """What a freshly started agent reads: the Space's views and its recall figures."""
+    con = space.connect()
+    memory = SpaceMemory(space, None)
+    stats = memory.stats(list(memory._index().texts), None, None)
+    return {
+        "unmapped": con.execute("SELECT count(*) FROM logs WHERE template_id IS NULL").fetchone()[0],
+        "lines": con.execute("SELECT count(*) FROM logs").fetchone()[0],
+        "mapped": con.execute("SELECT count(*) FROM line_templates").fetchone()[0],
+        "template_lines": con.execute("SELECT sum(lines) FROM templates").fetchone()[0],
+        "figures": sorted((s.template, s.count, s.first_seen_ns, s.last_seen_ns, tuple(s.top_values))
+                          for s in stats),
+    }
+
+
+def index_files(space: Space) -> list[str]:
+    """Line indexes and summaries, of objects and segments."""
+    root = Path(space.uri) / "_index"
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*.parquet")
+                  if p.parent.name in ("lines", "summaries", "segments"))
+
+
+def test_a_following_spaces_index_files_become_a_few_segments_with_the_same_figures(
+        tmp_path, local_embedder, small_segments):
+    def indexed_space(name):
+        space = Space("shop", str(tmp_path / name / "data"), collection="shop")
+        ship(tmp_path, space, range(10))
+        store = LanceStore(str(tmp_path / name / "memory"))
+        return space, store, Indexer(space, store, local_embedder)
+
+    uncompacted, _, indexer = indexed_space("uncompacted")
+    with pytest.MonkeyPatch.context() as never:
+        never.setattr(compaction, "SEGMENT_OBJECTS", 10**9)
+        assert indexer.run_once().segments == 0
+    before = figures(uncompacted)
+    assert before["unmapped"] == 0 and before["lines"] == before["mapped"] == 120
+    assert before["template_lines"] == 120
+
+    space, store, indexer = indexed_space("compacted")
+    # 4 + 4 objects: two level-0 segments, then the two make one level-1; 2 objects left.
+    assert indexer.run_once().segments == 3
+    state = space.index_state()
+    assert state.segments == {"00000002": 1} and len(state.objects) == 2
+    assert figures(space) == before
+
+    # A grace period later the merged files are gone, and nothing else.
+    assert indexer.compact(now=time.time() + compaction.GRACE_SECONDS) == 0
+    assert index_files(space) == sorted(
+        [f"segments/00000002.{kind}.parquet" for kind in ("lines", "objects", "summaries")]
+        + [f"{d}/{key.replace('/', '__')}" for d in ("lines", "summaries") for key in state.objects])
+    assert figures(space) == before
+
+    # A restarted indexer knows every object done.
+    restarted = Indexer(space, store, local_embedder)
+    assert restarted.run_once().objects == 0
+    assert store.count("shop") == 120
+
+
+def test_no_reader_sees_a_line_twice_or_misses_one_during_compaction(tmp_path, local_embedder, small_segments,
+                                                                     monkeypatch):
+    space = Space("shop", str(tmp_path / "data"), collection="shop")
+    ship(tmp_path, space, range(9))
+    seen = []
+    write_atomic, delete = indexer_module.storage.write_atomic, indexer_module.storage.delete_if_exists
+
+    def read_meanwhile(*args):
+        seen.append(figures(space)["mapped"] if space.index_version() else None)
+
+    def write_then_read(fs, path, data):
+        read_meanwhile()
+        write_atomic(fs, path, data)
+        read_meanwhile()
+
+    def delete_then_read(fs, path):
+        read_meanwhile()
+        delete(fs, path)
+        read_meanwhile()
+
+    indexer = Indexer(space, LanceStore(str(tmp_path / "memory")), local_embedder)
+    with pytest.MonkeyPatch.context() as not_yet:
+        not_yet.setattr(compaction, "SEGMENT_OBJECTS", 10**9)
+        indexer.run_once()
+    opened_before = space.connect()
+    monkeypatch.setattr(indexer_module.storage, "write_atomic", write_then_read)
+    monkeypatch.setattr(compaction.storage, "write_atomic", write_then_read)
+    monkeypatch.setattr(compaction.storage, "delete_if_exists", delete_then_read)
+    indexer.compact()
+    # A query on the index as it was before the merge still finishes, for a grace period.
+    assert opened_before.execute("SELECT count(*) FROM line_templates").fetchone()[0] == 108
+    indexer.compact(now=time.time() + compaction.GRACE_SECONDS)
+    assert len(seen) > 20 and set(seen) == {108}
+
+
+def test_an_object_rewritten_after_its_merge_adds_only_its_new_lines(tmp_path, local_embedder, small_segments):
+    space = Space("shop", str(tmp_path / "data"), collection="shop")
+    store = LanceStore(str(tmp_path / "memory"))
+    ship(tmp_path, space, range(4))
+    indexer = Indexer(space, store, local_embedder)
+    indexer.run_once()
+    assert space.index_state().segments and not space.index_state().objects
+
+    # A backfill writes the first object again, with two late lines more.
+    key = sorted(indexer.done)[0]
+    path = tmp_path / "data" / key
+    table = pq.read_table(path)
+    late = table.slice(0, 2)
+    late = late.set_column(late.schema.get_field_index("line_id"), late.schema.field("line_id"),
+                          pa.array(["late-1", "late-2"]))
+    pq.write_table(pa.concat_tables([table, late]), path)
+    for _ in range(2):  # and once more: still nothing twice
+        report = Indexer(space, store, local_embedder).run_once()
+        assert report.objects == 1 and report.lines in (2, 0)
+        got = figures(space)
+        assert (got["lines"], got["mapped"], got["template_lines"]) == (50, 50, 50)
+        assert store.count("shop") == 50
+        pq.write_table(pa.concat_tables([table, late, late.slice(0, 0)]), path, compression="gzip")
+
+
+def test_summed_rows_keep_counts_and_mark_keys_with_too_many_values():
+    minute = 60 * 10**9
+    rows = []
+    for i in range(30):  # 30 users in the first minute, one pod throughout
+        t = i * 10**9
+        rows += [("t1", None, None, 1, t, t), ("t1", "user", f"u{i}", 1, t, t), ("t1", "pod", "web-0", 1, t, t)]
+    rows += [("t1", None, None, 5, 2 * minute, 2 * minute + 9), ("t1", "pod", "web-0", 5, 2 * minute, 2 * minute)]
+    as_ns = pa.schema([(f.name, pa.int64() if f.name.endswith("_seen") else f.type) for f in SUMMARY_SCHEMA])
+    table = pa.table(list(zip(*rows)), schema=as_ns).cast(SUMMARY_SCHEMA)
+    out = compaction.summed(table, 60)
+    got = sorted(zip([k or "" for k in out["key"].to_pylist()], [v or "" for v in out["value"].to_pylist()],
+                     out["lines"].to_pylist()))
+    assert got == [("", "", 5), ("", "", 30), ("pod", "web-0", 5), ("pod", "web-0", 30), ("user", "", 30)]
