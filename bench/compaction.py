@@ -1,0 +1,100 @@
+"""Benchmark: a following Space's many small objects, with compaction against without, in the same run.
+
+A generated shop log is cut into --objects Parquet objects, as a shipper
+following Loki writes one every 2 s, and indexed twice: as the indexer does
+(its index files merged into segments, compaction.py) and with merging off
+(the baseline: one line index and one summary per object). Figures: what a
+reader pays at each new index version (an agent reloads its figures then),
+the index files a reader opens, and the indexing rate (what merging costs).
+
+    .venv/bin/python bench/compaction.py [--objects N] [--lines-per-object N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from unittest import mock
+
+import pyarrow as pa
+from tqdm import tqdm
+
+from monologue.agent import compaction
+from monologue.agent.embedder import LocalEmbedder
+from monologue.agent.generate import write_log
+from monologue.agent.indexer import Indexer
+from monologue.agent.ingest import parse, write_objects
+from monologue.agent.memory import LanceStore
+from monologue.agent.recall import SpaceMemory
+from monologue.agent.space import Space
+
+
+def emit(metric, value, unit, baseline, target=None, higher_is_better=True):
+    ratio = value / baseline if higher_is_better else baseline / value
+    print(json.dumps({"bench": "compaction", "metric": metric, "value": round(value, 1), "unit": unit,
+                      "baseline": round(baseline, 1), "ratio": round(ratio, 2), "target": target}), flush=True)
+
+
+def ship(work: Path, name: str, objects: int, per_object: int) -> Space:
+    log = work / "shop.log"
+    if not log.exists():
+        write_log(log, "shop", objects * per_object, seed=5)
+    with tqdm(disable=True) as progress:
+        lines = pa.concat_tables(list(parse(log, {"app": "shop"}, progress))).sort_by("timestamp")
+    space = Space(name, str(work / name / "data"), collection=name)
+    for i in range(objects):
+        write_objects(lines.slice(i * per_object, per_object), space.uri, f"flush{i:06d}")
+    return space
+
+
+def reload_ms(space: Space, rounds: int = 5) -> float:
+    """An agent's work at a new index version: connect, read template texts, vectors and figures."""
+    times = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        SpaceMemory(space, None)._index()
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
+def index_files(space: Space) -> int:
+    state = space.index_state()
+    return len(state.files("lines")) + len(state.files("summaries"))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--objects", type=int, default=2000, help="objects shipped (2 s each: 2000 ≈ 67 min)")
+    parser.add_argument("--lines-per-object", type=int, default=25)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="monologue-bench-compaction-"))
+    embedder = LocalEmbedder()
+    try:
+        figures = {}
+        for name, merging in (("uncompacted", False), ("compacted", True)):
+            space = ship(work, name, args.objects, args.lines_per_object)
+            indexer = Indexer(space, LanceStore(str(work / name / "memory")), embedder)
+            print(f"{name}: indexing {args.objects} objects...", file=sys.stderr)
+            with mock.patch.object(compaction, "SEGMENT_OBJECTS", compaction.SEGMENT_OBJECTS if merging else 10**9):
+                started = time.perf_counter()
+                report = indexer.run_once()
+                seconds = time.perf_counter() - started
+            assert report.objects == args.objects, report
+            figures[name] = (reload_ms(space), index_files(space), report.lines / seconds)
+        (reload, files, rate), (base_reload, base_files, base_rate) = figures["compacted"], figures["uncompacted"]
+        emit("reload_ms_at_new_index_version", reload, "ms", base_reload, higher_is_better=False)
+        emit("index_files_read", files, "files", base_files, higher_is_better=False)
+        emit("indexer_lines_per_s_small_objects", rate, "lines/s", base_rate, target=">= 0.95 of baseline")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
