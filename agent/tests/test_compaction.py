@@ -152,12 +152,17 @@ def test_an_object_rewritten_after_its_merge_adds_only_its_new_lines(tmp_path, l
                           pa.array(["late-1", "late-2"]))
     pq.write_table(pa.concat_tables([table, late]), path)
     for _ in range(2):  # and once more: still nothing twice
-        report = Indexer(space, store, local_embedder).run_once()
+        indexer = Indexer(space, store, local_embedder)
+        report = indexer.run_once()
         assert report.objects == 1 and report.lines in (2, 0)
         got = figures(space)
         assert (got["lines"], got["mapped"], got["template_lines"]) == (50, 50, 50)
         assert store.count("shop") == 50
         pq.write_table(pa.concat_tables([table, late, late.slice(0, 0)]), path, compression="gzip")
+    # The merge's garbage goes, the object's new index files stay.
+    indexer.compact(now=time.time() + compaction.GRACE_SECONDS)
+    assert not space.index_state().garbage
+    assert figures(space)["mapped"] == 50
 
 
 def test_summed_rows_keep_counts_and_mark_keys_with_too_many_values():

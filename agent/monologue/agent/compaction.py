@@ -41,7 +41,9 @@ SEGMENT_OBJECTS = 64  # indexed objects that make a level-0 segment
 MERGE_FACTOR = 8  # segments of one level that make one of the next
 GRACE_SECONDS = 60.0  # before a merged file is deleted: readers may still be opening it
 SEGMENT_LINES = LINE_TEMPLATES.append(pa.field("object", pa.string()))
-SEGMENT_OBJECTS_SCHEMA = pa.schema([("object", pa.string()), ("size", pa.int64())])
+# merged: the object's own index files were merged into this segment (so are
+# deleted after it), not those of a member segment
+SEGMENT_OBJECTS_SCHEMA = pa.schema([("object", pa.string()), ("size", pa.int64()), ("merged", pa.bool_())])
 
 
 def bucket_seconds(level: int) -> int:
@@ -85,25 +87,35 @@ class Compactor:
         return all(self.fs.get_file_info(self._path(f"{SUMMARIES_DIR}/{object_file(key)}")).type
                    == pafs.FileType.File for key in merge.objects)
 
-    def write(self, merge: Merge, name: str, state: IndexState) -> list[str]:
-        """Writes segment `name` from the merge's members; returns the members' files (relative)."""
-        lines, summaries, objects, replaced = [], [], [], []
+    def write(self, merge: Merge, name: str, state: IndexState) -> None:
+        """Writes segment `name` from the merge's members."""
+        lines, summaries, objects = [], [], []
         for key in merge.objects:
             own = self._read(f"{LINES_DIR}/{object_file(key)}", LINE_TEMPLATES)
             lines.append(own.append_column("object", pa.array([key] * own.num_rows, pa.string())))
             summaries.append(self._read(f"{SUMMARIES_DIR}/{object_file(key)}", SUMMARY_SCHEMA))
-            objects.append(pa.table({"object": [key], "size": [state.objects[key]]}, schema=SEGMENT_OBJECTS_SCHEMA))
-            replaced += [f"{LINES_DIR}/{object_file(key)}", f"{SUMMARIES_DIR}/{object_file(key)}"]
+        if merge.objects:
+            objects.append(pa.table({"object": merge.objects, "size": [state.objects[k] for k in merge.objects],
+                                     "merged": [True] * len(merge.objects)}, schema=SEGMENT_OBJECTS_SCHEMA))
         for member in merge.segments:
             lines.append(self._read(segment_file(member, "lines"), SEGMENT_LINES))
             summaries.append(self._read(segment_file(member, "summaries"), SUMMARY_SCHEMA))
-            objects.append(self._read(segment_file(member, "objects"), SEGMENT_OBJECTS_SCHEMA))
-            replaced += [segment_file(member, kind) for kind in ("lines", "summaries", "objects")]
+            members = self._read(segment_file(member, "objects"), SEGMENT_OBJECTS_SCHEMA)
+            objects.append(members.set_column(2, "merged", pa.array([False] * members.num_rows)))
         summary = summed(pa.concat_tables(summaries), bucket_seconds(merge.level))
         for kind, table in (("lines", pa.concat_tables(lines)), ("summaries", summary),
                             ("objects", pa.concat_tables(objects))):
             storage.write_atomic(self.fs, self._path(segment_file(name, kind)), storage.parquet_bytes(table))
-        return replaced
+
+    def replaced(self, name: str, members: list[str]) -> list[str]:
+        """The files that segment `name` replaced: its objects' own and its member segments'."""
+        try:
+            objects = self._read(segment_file(name, "objects"), SEGMENT_OBJECTS_SCHEMA)
+            merged = objects.filter(objects["merged"])["object"].to_pylist()
+        except FileNotFoundError:  # itself merged and deleted since: its objects' files went before it
+            merged = []
+        return ([f"{directory}/{object_file(key)}" for key in merged for directory in (LINES_DIR, SUMMARIES_DIR)]
+                + [segment_file(member, kind) for member in members for kind in ("lines", "summaries", "objects")])
 
     def objects_of(self, name: str) -> dict[str, int]:
         table = self._read(segment_file(name, "objects"), SEGMENT_OBJECTS_SCHEMA)

@@ -115,17 +115,18 @@ class Indexer:
         """Deletes what merges replaced a grace period ago, then merges what is due
         (compaction.py); returns the number of segments written."""
         now = time.time() if now is None else now
-        expired = [files for since, files in self.state.garbage if now - since >= compaction.GRACE_SECONDS]
+        expired = [g for g in self.state.garbage if now - g[0] >= compaction.GRACE_SECONDS]
         if expired:
             # The state first: a crash then leaves files nobody names, never a name without its file.
             self.state.garbage = [g for g in self.state.garbage if now - g[0] < compaction.GRACE_SECONDS]
             self._write_state()
-            for files in expired:
-                self.compactor.delete(files)
+            live = set(self.state.files("lines") + self.state.files("summaries"))  # a key indexed again since
+            for _, segment, members in expired:
+                self.compactor.delete([f for f in self.compactor.replaced(segment, members) if f not in live])
         written = 0
         while (merge := compaction.next_merge(self.state)) and self.compactor.can_merge(merge):
             name = f"{self.state.next_segment:08d}"
-            replaced = self.compactor.write(merge, name, self.state)
+            self.compactor.write(merge, name, self.state)
             for key in merge.objects:
                 del self.state.objects[key]
                 self.compacted.add(key)
@@ -133,7 +134,9 @@ class Indexer:
                 del self.state.segments[member]
             self.state.segments[name] = merge.level
             self.state.next_segment += 1
-            self.state.garbage.append((now, replaced))
+            # What the segment replaced is deleted after the grace period; named
+            # by the segment, so the state stays small through a long catch-up.
+            self.state.garbage.append((now, name, merge.segments))
             self._write_state()
             written += 1
         return written

@@ -62,7 +62,8 @@ class IndexState:
     inflight: str | None = None  # being indexed: its files are written, its lines may be in the store
     segments: dict[str, int] = field(default_factory=dict)  # segment name -> level
     next_segment: int = 0
-    garbage: list[tuple[float, list[str]]] = field(default_factory=list)  # (since, files named no more)
+    # (since, segment, its member segments): what a merge replaced, to delete after a grace period
+    garbage: list[tuple[float, str, list[str]]] = field(default_factory=list)
 
     @classmethod
     def parse(cls, data: bytes | None) -> "IndexState":
