@@ -178,3 +178,25 @@ def test_summed_rows_keep_counts_and_mark_keys_with_too_many_values():
     got = sorted(zip([k or "" for k in out["key"].to_pylist()], [v or "" for v in out["value"].to_pylist()],
                      out["lines"].to_pylist()))
     assert got == [("", "", 5), ("", "", 30), ("pod", "web-0", 5), ("pod", "web-0", 30), ("user", "", 30)]
+
+
+def test_compaction_on_s3_merges_and_deletes_what_it_replaced(s3_env, tmp_path, local_embedder, small_segments):
+    import boto3
+
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="spaces")
+    space = Space("shop", "s3://spaces/default/shop", collection="shop")
+    ship(tmp_path, space, range(9))
+    indexer = Indexer(space, LanceStore(str(tmp_path / "memory")), local_embedder)
+    assert indexer.run_once().segments == 3
+    indexer.compact(now=time.time() + compaction.GRACE_SECONDS)
+    state = space.index_state()
+    # (pyarrow leaves an empty "directory/" marker where it deleted the last file)
+    listed = {o["Key"].removeprefix("default/shop/_index/")
+              for o in s3.list_objects_v2(Bucket="spaces", Prefix="default/shop/_index/")["Contents"]
+              if not o["Key"].endswith("/")}
+    assert {f for f in listed if f.startswith(("lines/", "summaries/", "segments/"))} == (
+        set(state.files("lines") + state.files("summaries"))
+        | {f"segments/{name}.objects.parquet" for name in state.segments})
+    got = figures(space)
+    assert (got["lines"], got["mapped"], got["template_lines"], got["unmapped"]) == (108, 108, 108, 0)
