@@ -49,13 +49,13 @@ def test_figures_include_lines_indexed_after_the_first_question(tmp_path, local_
     # An Agent runs for days while its Spaces grow: its SQL must see new objects and
     # rewritten index files, not the ones there were when it first answered.
     memory = indexed_space(tmp_path, "growing", LINES[:60], local_embedder)
-    assert memory.sql("SELECT count(*) FROM logs")[0][0] == 60
+    assert memory.sql("SELECT count(*) FROM logs", lines=True)[0][0] == 60
     more = tmp_path / "more.log"
     more.write_text("\n".join(LINES[60:]) + "\n")
     ingest(more, memory.space.uri, show_progress=False)
     Indexer(memory.space, memory.store, local_embedder).run_once()
-    assert memory.sql("SELECT count(*) FROM logs")[0][0] == len(LINES)
-    assert memory.sql("SELECT sum(lines) FROM templates")[0][0] == len(LINES)
+    assert memory.sql("SELECT count(*) FROM logs", lines=True)[0][0] == len(LINES)
+    assert memory.sql("SELECT sum(lines) FROM templates", lines=True)[0][0] == len(LINES)
 
 
 @pytest.fixture(scope="module")

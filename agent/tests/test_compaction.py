@@ -184,8 +184,8 @@ def test_compaction_on_s3_merges_and_deletes_what_it_replaced(s3_env, tmp_path, 
     import boto3
 
     s3 = boto3.client("s3")
-    s3.create_bucket(Bucket="spaces")
-    space = Space("shop", "s3://spaces/default/shop", collection="shop")
+    s3.create_bucket(Bucket="compacted")  # the harness's S3 is shared by the session's tests
+    space = Space("shop", "s3://compacted/default/shop", collection="shop")
     ship(tmp_path, space, range(9))
     indexer = Indexer(space, LanceStore(str(tmp_path / "memory")), local_embedder)
     assert indexer.run_once().segments == 3
@@ -193,10 +193,28 @@ def test_compaction_on_s3_merges_and_deletes_what_it_replaced(s3_env, tmp_path, 
     state = space.index_state()
     # (pyarrow leaves an empty "directory/" marker where it deleted the last file)
     listed = {o["Key"].removeprefix("default/shop/_index/")
-              for o in s3.list_objects_v2(Bucket="spaces", Prefix="default/shop/_index/")["Contents"]
+              for o in s3.list_objects_v2(Bucket="compacted", Prefix="default/shop/_index/")["Contents"]
               if not o["Key"].endswith("/")}
     assert {f for f in listed if f.startswith(("lines/", "summaries/", "segments/"))} == (
         set(state.files("lines") + state.files("summaries"))
         | {f"segments/{name}.objects.parquet" for name in state.segments})
     got = figures(space)
     assert (got["lines"], got["mapped"], got["template_lines"], got["unmapped"]) == (108, 108, 108, 0)
+
+
+def test_an_agents_reload_lists_none_of_the_spaces_objects(tmp_path, local_embedder, small_segments, monkeypatch):
+    space = Space("shop", str(tmp_path / "data"), collection="shop")
+    ship(tmp_path, space, range(6))
+    Indexer(space, LanceStore(str(tmp_path / "memory")), local_embedder).run_once()
+    listed = []
+    dataset = Space._dataset
+    monkeypatch.setattr(Space, "_dataset", lambda self, relative, schema: listed.append(relative) or dataset(
+        self, relative, schema))
+    memory = SpaceMemory(space, None)
+    templates = list(memory._index().texts)
+    assert sum(s.count for s in memory.stats(templates, None, None)) == 72
+    assert listed.count("") == 0  # the figures come from the index alone
+    day = dt.datetime(2026, 11, 2, 10, 0, 30, tzinfo=dt.timezone.utc).timestamp()
+    # a time range that cuts a minute is scanned from the lines: exact (flush 1's last 2 lines, flushes 2-5)
+    assert sum(s.count for s in memory.stats(templates, int(day * 1e9), None)) == 2 + 4 * 12
+    assert listed.count("") == 1

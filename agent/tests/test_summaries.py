@@ -37,7 +37,7 @@ def indexed_space(tmp_path, local_embedder) -> tuple[Space, LanceStore]:
 
 
 def placed_template(memory: SpaceMemory) -> str:
-    return memory.sql("SELECT template_id FROM templates ORDER BY lines DESC LIMIT 1")[0][0]
+    return memory.sql("SELECT template_id FROM templates ORDER BY lines DESC LIMIT 1", lines=True)[0][0]
 
 
 def scanned(space: Space, store: LanceStore, tid: str, since=None, until=None):

@@ -62,8 +62,8 @@ class SpaceMemory:
 
     def __init__(self, space: Space, store: MemoryStore):
         self.space, self.store = space, store
-        self._con: duckdb.DuckDBPyConnection | None = None
-        self._version: tuple | None = None  # the Space's index_version when _con was made
+        self._connections: dict[bool, duckdb.DuckDBPyConnection] = {}  # with the lines' views or not
+        self._version: tuple | None = None  # the Space's index_version when they were made
         self._lock = threading.Lock()
         self._index_figures: _IndexFigures | None = None
         self.redactor = Redactor(tuple(space.extra_patterns))
@@ -92,23 +92,30 @@ class SpaceMemory:
     def collection(self) -> str:
         return self.space.collection or self.space.name
 
-    def sql(self, query: str, params: list | None = None) -> list[tuple]:
-        return self._with_connection(lambda con: con.execute(query, params or []).fetchall())
+    def sql(self, query: str, params: list | None = None, lines: bool = False) -> list[tuple]:
+        """lines: the query reads `logs` or `templates` (Space.connect)."""
+        return self._with_connection(lambda con: con.execute(query, params or []).fetchall(), lines)
 
-    def _with_connection(self, work):
-        """work(connection) on the connection of the current index."""
+    def _with_connection(self, work, lines: bool = False):
+        """work(connection) on a connection of the current index.
+
+        Only a query over the lines lists the Space's objects: an agent
+        reconnects at every index version, every 2 s while a Space follows
+        Loki, and a day of following is 43,200 objects."""
         # Registered Arrow datasets are visible to their own connection only, not
         # to its cursors: calls share the connection, one at a time.
         with self._lock:
             version = self.space.index_version()
-            if self._con is None or version != self._version:
-                self._con, self._version = self.space.connect(), version
+            if version != self._version:
+                self._connections, self._version = {}, version
+            if lines not in self._connections:
+                self._connections[lines] = self.space.connect(lines)
             try:
-                return work(self._con)
+                return work(self._connections[lines])
             except (duckdb.IOException, duckdb.InvalidInputException):
-                # An index file was rewritten between the connection's listing and this read.
-                self._con = self.space.connect()
-                return work(self._con)
+                # An index file was replaced between the connection's state and this read.
+                self._connections[lines] = self.space.connect(lines)
+                return work(self._connections[lines])
 
     def search(self, question: str, vector: np.ndarray | None, limit: int,
                since_ns: int | None, until_ns: int | None,
@@ -125,8 +132,8 @@ class SpaceMemory:
             hit.space = self.space.name
         if self.space.where and hits:
             # A view Space shares its source's memory: keep what its filter keeps.
-            keep = {row[0] for row in self.sql(
-                "SELECT line_id FROM logs WHERE line_id IN (SELECT unnest(?))", [[h.line_id for h in hits]])}
+            keep = {row[0] for row in self.sql("SELECT line_id FROM logs WHERE line_id IN (SELECT unnest(?))",
+                                               [[h.line_id for h in hits]], lines=True)}
             hits = [h for h in hits if h.line_id in keep]
         return hits
 
@@ -189,12 +196,13 @@ class SpaceMemory:
             where.append("epoch_ns(timestamp) < ?")
             params.append(until_ns)
         source = f"(SELECT template_id, timestamp, labels, fields FROM logs WHERE {' AND '.join(where)})"
-        scanned = self._with_connection(lambda con: summaries.summarize(con, source, self.redactor, params))
+        scanned = self._with_connection(lambda con: summaries.summarize(con, source, self.redactor, params),
+                                        lines=True)
         return list(zip(*(scanned[c].to_pylist() for c in ("template_id", "key", "value", "lines")),
                         *(pc.cast(scanned[c], "int64").to_pylist() for c in ("first_seen", "last_seen"))))
 
     def line_count(self) -> int:
-        return self.sql("SELECT count(*) FROM logs")[0][0]
+        return self.sql("SELECT count(*) FROM logs", lines=True)[0][0]
 
 
 def recall(memories: list[SpaceMemory], question: str, vector: np.ndarray | None, top_k: int,

@@ -145,28 +145,30 @@ class Space:
         flat = table["vector"].combine_chunks().flatten().to_numpy(zero_copy_only=False)
         return ids, np.asarray(flat, np.float32).reshape(len(ids), -1)
 
-    def connect(self) -> duckdb.DuckDBPyConnection:
-        """A DuckDB connection with the `logs` and `templates` views of this Space."""
+    def connect(self, lines: bool = True) -> duckdb.DuckDBPyConnection:
+        """A DuckDB connection with the index's tables (line_templates,
+        template_texts, template_summaries) and, with `lines`, the `logs` and
+        `templates` views over the Space's objects, which are listed only then."""
         con = duckdb.connect(config={"threads": str(os.cpu_count() or 1)})
-        raw = self._dataset("", logschema.arrow_schema())
-        con.register("raw_logs", raw)
         state = self.index_state()
         con.register("line_templates", self._index_dataset(state.files("lines"), LINE_TEMPLATES))
         con.register("template_texts", self._dataset(f"{INDEX_DIR}/templates", TEMPLATE_TEXTS))
-        where = f"WHERE {self.where}" if self.where else ""
-        con.execute(
-            f"""CREATE VIEW logs AS
-                SELECT r.*, i.template_id
-                FROM raw_logs r LEFT JOIN line_templates i USING (line_id) {where}"""
-        )
-        con.execute(
-            """CREATE VIEW templates AS
-               SELECT l.template_id, any_value(t.template) AS template, count(*) AS lines,
-                      min(l.timestamp) AS first_seen, max(l.timestamp) AS last_seen
-               FROM logs l LEFT JOIN template_texts t USING (template_id)
-               WHERE l.template_id IS NOT NULL
-               GROUP BY l.template_id"""
-        )
+        if lines:
+            con.register("raw_logs", self._dataset("", logschema.arrow_schema()))
+            where = f"WHERE {self.where}" if self.where else ""
+            con.execute(
+                f"""CREATE VIEW logs AS
+                    SELECT r.*, i.template_id
+                    FROM raw_logs r LEFT JOIN line_templates i USING (line_id) {where}"""
+            )
+            con.execute(
+                """CREATE VIEW templates AS
+                   SELECT l.template_id, any_value(t.template) AS template, count(*) AS lines,
+                          min(l.timestamp) AS first_seen, max(l.timestamp) AS last_seen
+                   FROM logs l LEFT JOIN template_texts t USING (template_id)
+                   WHERE l.template_id IS NOT NULL
+                   GROUP BY l.template_id"""
+            )
         self._load_summaries(con, state)
         # The views are all a Space's SQL needs: no file or network access
         # from a filter or a question's SQL.
