@@ -38,3 +38,27 @@ def test_a_space_on_s3_is_ingested_indexed_and_queried(s3_env, tmp_path, local_e
     texts = store.db.open_table("shop").to_arrow()["text"].to_pylist()
     assert not any("acme-" in t for t in texts) and any("[REDACTED:custom]" in t for t in texts)
     assert Redactor(("acme-\\d",)).redact("acme-1") == "[REDACTED:custom]"
+
+
+def test_a_poll_lists_only_what_follows_the_newest_object_and_now_and_then_everything(
+        s3_env, tmp_path, local_embedder, monkeypatch):
+    from monologue.agent import indexer as indexer_module
+
+    boto3.client("s3").create_bucket(Bucket="following")
+    space = Space("app", "s3://following/default/app", collection="app")
+
+    def ship(name, hour):
+        log = tmp_path / f"{name}.log"
+        log.write_text("".join(f"2026-11-0{hour // 24 + 1}T{hour % 24:02d}:00:{i:02d}Z INFO job {i} done\n"
+                               for i in range(5)))
+        ingest(log, space.uri, show_progress=False)
+
+    ship("first", 30)
+    indexer = Indexer(space, LanceStore(str(tmp_path / "memory")), local_embedder)
+    assert indexer.run_once().objects == 1  # a full listing
+    ship("next", 31)  # sorts after: what a following shipper writes
+    ship("backfill", 2)  # sorts before: a backfill of an earlier day
+    report = indexer.run_once()
+    assert report.objects == 1 and [k.startswith("dt=2026-11-02/") for k in indexer.done] == [True, True]
+    monkeypatch.setattr(indexer_module, "FULL_LISTING_SECONDS", 0.0)
+    assert indexer.run_once().objects == 1 and len(indexer.done) == 3  # found by the next full listing

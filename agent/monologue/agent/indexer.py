@@ -27,7 +27,6 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from . import compaction, storage
@@ -42,6 +41,7 @@ from .terms import TermsPool
 
 log = logging.getLogger("monologue.indexer")
 QUARANTINE_DIR = "_quarantine"
+FULL_LISTING_SECONDS = 300.0  # between listings of every object (see Indexer.pending)
 
 
 @dataclass
@@ -62,6 +62,7 @@ class Indexer:
         self._duck = duckdb.connect()
         self.fs, self.root = storage.filesystem(space.uri)
         self.index_root = storage.join(self.root, INDEX_DIR)
+        self._listed_all_at: float | None = None  # time.monotonic() of the last full listing
         self._workdir = tempfile.TemporaryDirectory(prefix="monologue-indexer-")
         self._miner_file = Path(self._workdir.name) / "miner.json"
         self._restore()
@@ -143,40 +144,49 @@ class Indexer:
 
     # ------------------------------------------------------------ work
 
-    def pending(self) -> list[pafs.FileInfo]:
-        selector = pafs.FileSelector(self.root, recursive=True, allow_not_found=True)
+    def pending(self) -> list[tuple[str, int]]:
+        """The objects to index, (path, size) in key order.
+
+        A following shipper writes 43,200 objects a day, each named after its
+        start, so each poll lists only the keys after the newest indexed one
+        (on S3: a request for them alone, not one per 1,000 objects of the
+        Space's whole history). Every FULL_LISTING_SECONDS it lists them all,
+        for what sorts earlier: a backfill, an object rewritten."""
+        now = time.monotonic()
+        full = self._listed_all_at is None or now - self._listed_all_at >= FULL_LISTING_SECONDS
+        after = None if full or not self.done else storage.join(self.root, max(self.done))
+        files = storage.list_files(self.fs, self.root, after)
+        if full:
+            self._listed_all_at = now
         skip = (f"{self.root}/{INDEX_DIR}/", f"{self.root}/{QUARANTINE_DIR}/")
-        return sorted(
-            (info for info in self.fs.get_file_info(selector)
-             if info.type == pafs.FileType.File and info.path.endswith(".parquet")
-             and not info.path.startswith(skip) and self.done.get(self._key(info.path)) != info.size),
-            key=lambda info: info.path,
-        )
+        return sorted((path, size) for path, size in files
+                      if path.endswith(".parquet") and not path.startswith(skip)
+                      and self.done.get(self._key(path)) != size)
 
     def _key(self, path: str) -> str:
         return path[len(self.root) + 1:]
 
     def run_once(self) -> IndexReport:
         report, started = IndexReport(), time.monotonic()
-        for info in self.pending():
+        for path, size in self.pending():
             try:
-                table = pq.read_table(info.path, filesystem=self.fs,
+                table = pq.read_table(path, filesystem=self.fs,
                                       columns=["timestamp", "labels", "line", "line_id", "level", "fields"])
             except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as err:
                 if isinstance(err, (FileNotFoundError,)):
                     continue
-                self._quarantine(info.path, err)
-                report.quarantined.append(self._key(info.path))
+                self._quarantine(path, err)
+                report.quarantined.append(self._key(path))
                 continue
-            key = self._key(info.path)
+            key = self._key(path)
             known_new = key not in self.done and key != self.state.inflight
             if key in self.compacted:
                 # Rewritten after a merge (a backfill): a segment indexes the lines it had.
                 indexed = self.compactor.line_ids_of(self.state, key)
                 table = table.filter(pa.array([i not in indexed for i in table["line_id"].to_pylist()]))
             self.state.inflight = key
-            report.new_templates += self._index_table(info.path, table, known_new)
-            self._save(key, info.size)
+            report.new_templates += self._index_table(path, table, known_new)
+            self._save(key, size)
             report.objects += 1
             report.lines += table.num_rows
             report.segments += self.compact()  # as it goes: a catch-up's state stays small

@@ -7,6 +7,7 @@ S3 credentials, region and endpoint come from the standard AWS variables.
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 from pathlib import Path
@@ -22,14 +23,40 @@ def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
         rest = uri[len("s3://"):].strip("/")
         if not rest:
             raise ValueError(f"{uri}: expected s3://bucket/prefix")
-        options = {"region": os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"}
-        if endpoint := os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"):
-            options["endpoint_override"] = endpoint
-        return pafs.S3FileSystem(**options), rest
+        region, endpoint = _s3_settings()
+        return pafs.S3FileSystem(region=region, **({"endpoint_override": endpoint} if endpoint else {})), rest
     if "://" in uri and not uri.startswith("file://"):
         raise ValueError(f"{uri}: unsupported storage URI (use s3://bucket/prefix or a local path)")
     path = Path(uri.removeprefix("file://")).expanduser().resolve()
     return pafs.LocalFileSystem(), str(path)
+
+
+def _s3_settings() -> tuple[str, str | None]:
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    return region, os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+
+
+@functools.lru_cache(maxsize=4)
+def _s3_client(region: str, endpoint: str | None):
+    import boto3
+
+    return boto3.client("s3", region_name=region, endpoint_url=endpoint)
+
+
+def list_files(fs: pafs.FileSystem, root: str, after: str | None = None) -> list[tuple[str, int]]:
+    """(path, size) of the files under root; with `after`, only those whose path sorts after it.
+
+    On S3 that listing starts at `after` (pyarrow's listing cannot), so it
+    costs requests for the newer keys alone; elsewhere it filters a full listing."""
+    if after is not None and isinstance(fs, pafs.S3FileSystem):
+        bucket, _, prefix = root.partition("/")
+        pages = _s3_client(*_s3_settings()).get_paginator("list_objects_v2").paginate(
+            Bucket=bucket, Prefix=f"{prefix}/" if prefix else "", StartAfter=after.partition("/")[2])
+        return [(f"{bucket}/{item['Key']}", item["Size"]) for page in pages for item in page.get("Contents", ())
+                if not item["Key"].endswith("/")]
+    infos = fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
+    return [(info.path, info.size) for info in infos
+            if info.type == pafs.FileType.File and (after is None or info.path > after)]
 
 
 def join(*parts: str) -> str:
