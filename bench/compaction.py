@@ -6,14 +6,19 @@ following Loki writes one every 2 s, and indexed twice: as the indexer does
 (the baseline: one line index and one summary per object). Figures: what a
 reader pays at each new index version (an agent reloads its figures then),
 the index files a reader opens, and the indexing rate (what merging costs).
+Then, on the harness's S3, what an indexer's poll pays to find new objects
+among --s3-objects: a listing from the newest indexed key (what it does)
+against a listing of every object (what it does every 5 minutes).
 
-    .venv/bin/python bench/compaction.py [--objects N] [--lines-per-object N]
+    .venv/bin/python bench/compaction.py [--objects N] [--lines-per-object N] [--s3-objects N]
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import os
 import shutil
 import statistics
 import sys
@@ -22,17 +27,23 @@ import time
 from pathlib import Path
 from unittest import mock
 
+import boto3
 import pyarrow as pa
+import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from monologue.agent import compaction
-from monologue.agent.embedder import LocalEmbedder
-from monologue.agent.generate import write_log
-from monologue.agent.indexer import Indexer
-from monologue.agent.ingest import parse, write_objects
-from monologue.agent.memory import LanceStore
-from monologue.agent.recall import SpaceMemory
-from monologue.agent.space import Space
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from harness import servers  # noqa: E402
+from monologue.agent import compaction, storage  # noqa: E402
+from monologue.agent.embedder import LocalEmbedder  # noqa: E402
+from monologue.agent.generate import write_log  # noqa: E402
+from monologue.agent.indexer import Indexer  # noqa: E402
+from monologue.agent.ingest import parse, write_objects  # noqa: E402
+from monologue.agent.memory import LanceStore  # noqa: E402
+from monologue.agent.recall import SpaceMemory  # noqa: E402
+from monologue.agent.space import Space  # noqa: E402
 
 
 def emit(metric, value, unit, baseline, target=None, higher_is_better=True):
@@ -68,10 +79,40 @@ def index_files(space: Space) -> int:
     return len(state.files("lines")) + len(state.files("summaries"))
 
 
+def poll_listing(work: Path, objects: int) -> tuple[float, float]:
+    """Median ms of a listing from the newest key, and of a full one, over `objects` on S3."""
+    s3 = servers.start_s3(work / "s3", work / "logs")
+    try:
+        os.environ.update(s3.env)
+        client = boto3.client("s3")
+        client.create_bucket(Bucket="bench")
+        body = io.BytesIO()
+        pq.write_table(pa.table({"line": ["x"]}), body)
+        print(f"s3: writing {objects} objects...", file=sys.stderr)
+        keys = [f"default/app/dt=2026-11-24/{i:06d}.parquet" for i in range(objects)]
+        for key in keys:
+            client.put_object(Bucket="bench", Key=key, Body=body.getvalue())
+        fs, root = storage.filesystem("s3://bench/default/app")
+        newest = f"bench/{keys[-2]}"  # one new object to find
+
+        def median_ms(after):
+            times = []
+            for _ in range(5):
+                started = time.perf_counter()
+                storage.list_files(fs, root, after)
+                times.append((time.perf_counter() - started) * 1000)
+            return statistics.median(times)
+
+        return median_ms(newest), median_ms(None)
+    finally:
+        s3.server.stop()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--objects", type=int, default=2000, help="objects shipped (2 s each: 2000 ≈ 67 min)")
     parser.add_argument("--lines-per-object", type=int, default=25)
+    parser.add_argument("--s3-objects", type=int, default=10_000, help="objects on S3 for the poll's listing")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="monologue-bench-compaction-"))
     embedder = LocalEmbedder()
@@ -91,6 +132,8 @@ def main() -> int:
         emit("reload_ms_at_new_index_version", reload, "ms", base_reload, higher_is_better=False)
         emit("index_files_read", files, "files", base_files, higher_is_better=False)
         emit("indexer_lines_per_s_small_objects", rate, "lines/s", base_rate, target=">= 0.95 of baseline")
+        incremental, full = poll_listing(work, args.s3_objects)
+        emit("poll_listing_ms_on_s3", incremental, "ms", full, higher_is_better=False)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0
