@@ -213,6 +213,7 @@ def test_an_agents_reload_lists_none_of_the_spaces_objects(tmp_path, local_embed
     memory = SpaceMemory(space, None)
     templates = list(memory._index().texts)
     assert sum(s.count for s in memory.stats(templates, None, None)) == 72
+    assert memory.line_count() == 72  # what ListSpaces says
     assert listed.count("") == 0  # the figures come from the index alone
     day = dt.datetime(2026, 11, 2, 10, 0, 30, tzinfo=dt.timezone.utc).timestamp()
     # a time range that cuts a minute is scanned from the lines: exact (flush 1's last 2 lines, flushes 2-5)

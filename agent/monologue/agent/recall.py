@@ -202,7 +202,11 @@ class SpaceMemory:
                         *(pc.cast(scanned[c], "int64").to_pylist() for c in ("first_seen", "last_seen"))))
 
     def line_count(self) -> int:
-        return self.sql("SELECT count(*) FROM logs", lines=True)[0][0]
+        """Lines in memory (indexed): summed from the summaries, or, without them, counted."""
+        figures = self._index().figures
+        if figures is not None:
+            return sum(f.count for f in figures.values())
+        return self.sql("SELECT count(*) FROM logs WHERE template_id IS NOT NULL", lines=True)[0][0]
 
 
 def recall(memories: list[SpaceMemory], question: str, vector: np.ndarray | None, top_k: int,
