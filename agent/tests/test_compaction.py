@@ -219,3 +219,18 @@ def test_an_agents_reload_lists_none_of_the_spaces_objects(tmp_path, local_embed
     # a time range that cuts a minute is scanned from the lines: exact (flush 1's last 2 lines, flushes 2-5)
     assert sum(s.count for s in memory.stats(templates, int(day * 1e9), None)) == 2 + 4 * 12
     assert listed.count("") == 1
+
+
+def test_merges_go_level_by_level_up_to_the_top():
+    from monologue.agent.space import IndexState
+
+    state = IndexState(objects={f"o{i}": 1 for i in range(compaction.SEGMENT_OBJECTS - 1)},
+                       segments={f"{i:08d}": 1 for i in range(compaction.MERGE_FACTOR - 1)})
+    assert compaction.next_merge(state) is None
+    state.segments["00000100"] = 1
+    merge = compaction.next_merge(state)
+    assert (merge.level, len(merge.segments), merge.objects) == (2, compaction.MERGE_FACTOR, [])
+    state.segments = {f"{i:08d}": compaction.TOP_LEVEL for i in range(2 * compaction.MERGE_FACTOR)}
+    assert compaction.next_merge(state) is None  # top-level segments stay
+    state.objects["o-last"] = 1
+    assert compaction.next_merge(state).objects == sorted(state.objects)

@@ -7,8 +7,10 @@ Space's age (2,000 objects: 1.4 s on a local disk; on S3 a request each).
 
 So the indexer merges them, as an LSM tree does: every SEGMENT_OBJECTS
 indexed objects become one level-0 segment, and every MERGE_FACTOR segments
-of a level one segment of the next level, so a Space holds a few dozen index
-files at most whatever its age. A segment has three files: its lines (line_id,
+of a level one segment of the next level, up to TOP_LEVEL: at 2 s an object,
+levels 0-3 hold about 2 min, 17 min, 2.3 h and 18 h. So a Space has a few
+dozen index files, plus about three a day of its age (a year: ~1,000, not
+31 million). A segment has three files: its lines (line_id,
 template_id and the object they came from), its summary, and its objects
 (key and size, so the indexer knows them done).
 
@@ -39,6 +41,7 @@ from .summaries import MAX_DISTINCT, SUMMARY_SCHEMA
 
 SEGMENT_OBJECTS = 64  # indexed objects that make a level-0 segment
 MERGE_FACTOR = 8  # segments of one level that make one of the next
+TOP_LEVEL = 3  # not merged further: each ~18 h of following; rewriting days of lines again gains little
 GRACE_SECONDS = 60.0  # before a merged file is deleted: readers may still be opening it
 SEGMENT_LINES = LINE_TEMPLATES.append(pa.field("object", pa.string()))
 # merged: the object's own index files were merged into this segment (so are
@@ -65,7 +68,7 @@ def next_merge(state: IndexState) -> Merge | None:
     for name, level in state.segments.items():
         levels.setdefault(level, []).append(name)
     for level in sorted(levels):
-        if len(levels[level]) >= MERGE_FACTOR:
+        if level < TOP_LEVEL and len(levels[level]) >= MERGE_FACTOR:
             return Merge([], sorted(levels[level])[:MERGE_FACTOR], level + 1)
     return None
 
@@ -88,22 +91,26 @@ class Compactor:
                    == pafs.FileType.File for key in merge.objects)
 
     def write(self, merge: Merge, name: str, state: IndexState) -> None:
-        """Writes segment `name` from the merge's members."""
-        lines, summaries, objects = [], [], []
-        for key in merge.objects:
-            own = self._read(f"{LINES_DIR}/{object_file(key)}", LINE_TEMPLATES)
-            lines.append(own.append_column("object", pa.array([key] * own.num_rows, pa.string())))
-            summaries.append(self._read(f"{SUMMARIES_DIR}/{object_file(key)}", SUMMARY_SCHEMA))
-        if merge.objects:
-            objects.append(pa.table({"object": merge.objects, "size": [state.objects[k] for k in merge.objects],
-                                     "merged": [True] * len(merge.objects)}, schema=SEGMENT_OBJECTS_SCHEMA))
+        """Writes segment `name` from the merge's members. Lines are streamed
+        (a level-3 segment may hold a busy Space's day); summaries are small."""
+        lines = [(f"{LINES_DIR}/{object_file(key)}", key) for key in merge.objects]
+        lines += [(segment_file(member, "lines"), None) for member in merge.segments]
+        with storage.open_atomic(self.fs, self._path(segment_file(name, "lines"))) as out, \
+                pq.ParquetWriter(out, SEGMENT_LINES, compression="zstd") as writer:
+            for relative, key in lines:
+                with self.fs.open_input_file(self._path(relative)) as source:
+                    for batch in pq.ParquetFile(source).iter_batches(batch_size=1 << 16):
+                        if key is not None:  # an object's own file: which object, from the merge
+                            batch = batch.append_column("object", pa.array([key] * batch.num_rows, pa.string()))
+                        writer.write_batch(batch.select(SEGMENT_LINES.names))
+        summaries = [self._read(f"{SUMMARIES_DIR}/{object_file(key)}", SUMMARY_SCHEMA) for key in merge.objects]
+        summaries += [self._read(segment_file(member, "summaries"), SUMMARY_SCHEMA) for member in merge.segments]
+        objects = [pa.table({"object": merge.objects, "size": [state.objects[k] for k in merge.objects],
+                             "merged": [True] * len(merge.objects)}, schema=SEGMENT_OBJECTS_SCHEMA)]
         for member in merge.segments:
-            lines.append(self._read(segment_file(member, "lines"), SEGMENT_LINES))
-            summaries.append(self._read(segment_file(member, "summaries"), SUMMARY_SCHEMA))
             members = self._read(segment_file(member, "objects"), SEGMENT_OBJECTS_SCHEMA)
             objects.append(members.set_column(2, "merged", pa.array([False] * members.num_rows)))
-        summary = summed(pa.concat_tables(summaries), bucket_seconds(merge.level))
-        for kind, table in (("lines", pa.concat_tables(lines)), ("summaries", summary),
+        for kind, table in (("summaries", summed(pa.concat_tables(summaries), bucket_seconds(merge.level))),
                             ("objects", pa.concat_tables(objects))):
             storage.write_atomic(self.fs, self._path(segment_file(name, kind)), storage.parquet_bytes(table))
 

@@ -7,6 +7,7 @@ S3 credentials, region and endpoint come from the standard AWS variables.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import os
@@ -71,15 +72,27 @@ def ensure_parent(fs: pafs.FileSystem, path: str) -> None:
 
 def write_atomic(fs: pafs.FileSystem, path: str, data: bytes) -> None:
     """Whole-or-nothing write: S3 puts are atomic; locally, write then rename."""
+    with open_atomic(fs, path) as out:
+        out.write(data)
+
+
+@contextlib.contextmanager
+def open_atomic(fs: pafs.FileSystem, path: str):
+    """An output stream whose file appears whole when the block ends (locally:
+    a rename; on S3 the upload completes then), and locally not at all if it fails."""
     ensure_parent(fs, path)
     if isinstance(fs, pafs.LocalFileSystem):
         tmp = f"{path}.tmp-{os.getpid()}"
-        with fs.open_output_stream(tmp) as out:
-            out.write(data)
-        os.replace(tmp, path)
+        try:
+            with fs.open_output_stream(tmp) as out:
+                yield out
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
     else:
         with fs.open_output_stream(path) as out:
-            out.write(data)
+            yield out
 
 
 def read_or_none(fs: pafs.FileSystem, path: str) -> bytes | None:
