@@ -62,3 +62,45 @@ def test_a_poll_lists_only_what_follows_the_newest_object_and_now_and_then_every
     assert report.objects == 1 and [k.startswith("dt=2026-11-02/") for k in indexer.done] == [True, True]
     monkeypatch.setattr(indexer_module, "FULL_LISTING_SECONDS", 0.0)
     assert indexer.run_once().objects == 1 and len(indexer.done) == 3  # found by the next full listing
+
+
+def test_storage_outage_pauses_indexing_which_resumes_by_itself(s3_env, tmp_path, local_embedder, monkeypatch,
+                                                                 caplog):
+    import logging
+    import threading
+
+    from harness import servers
+    from harness.process import free_port
+
+    port = free_port()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")  # nothing there yet
+    space = Space("app", "s3://late/default/app", collection="app")
+    store = LanceStore(str(tmp_path / "memory"))
+    indexer = Indexer(space, store, local_embedder)
+    stop, waiter = threading.Event(), threading.Event()
+    worker = threading.Thread(target=indexer.run, args=(stop,), kwargs={"poll_seconds": 0.2, "max_backoff": 0.5})
+    caplog.set_level(logging.WARNING, logger="monologue.indexer")
+    worker.start()
+    s3 = None
+    try:
+        for _ in range(300):  # the first polls fail, and the indexer says so and keeps going
+            if any(r.message == "indexing paused" for r in caplog.records):
+                break
+            waiter.wait(0.1)
+        assert any(r.message == "indexing paused" for r in caplog.records) and worker.is_alive()
+        s3 = servers.start_s3(tmp_path / "s3", tmp_path / "logs", port=port)
+        boto3.client("s3").create_bucket(Bucket="late")
+        log = tmp_path / "app.log"
+        log.write_text("".join(f"2026-11-02T09:00:{i:02d}Z INFO job {i} done\n" for i in range(30)))
+        ingest(log, space.uri, show_progress=False)
+        for _ in range(300):
+            if "app" in store.db.list_tables().tables and store.count("app") == 30:
+                break
+            waiter.wait(0.1)
+        assert store.count("app") == 30
+    finally:
+        stop.set()
+        worker.join(10)
+        if s3 is not None:
+            s3.server.stop()
+    assert not worker.is_alive()

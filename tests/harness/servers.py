@@ -342,14 +342,14 @@ class S3:
         self.server.stop()
 
 
-def start_s3(workdir: Path, logs: Path) -> S3:
+def start_s3(workdir: Path, logs: Path, port: int | None = None) -> S3:
     workdir.mkdir(parents=True, exist_ok=True)
     moto = Path(sys.executable).with_name("moto_server")
     if not moto.exists():
         from .process import ServerUnavailable
 
         raise ServerUnavailable(f"{moto} missing: moto[server] is not installed; run `make setup`")
-    port = free_port()
+    port = port or free_port()
     endpoint = f"http://127.0.0.1:{port}"
     server = Server(
         "s3", [str(moto), "-H", "127.0.0.1", "-p", str(port)], logs / "s3.log", cwd=workdir

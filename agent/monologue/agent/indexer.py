@@ -30,8 +30,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from . import compaction, storage
-from .embedder import Embedder, EmbedderUnavailable
-from .memory import ROW_SCHEMA, MemoryStore, StoreUnavailable
+from .embedder import Embedder
+from .memory import ROW_SCHEMA, MemoryStore
 from .redact import Redactor
 from .space import (INDEX_DIR, LINE_TEMPLATES, LINES_DIR, STATE_FILE, SUMMARIES_DIR, TEMPLATE_TEXTS,
                     TEMPLATE_VECTORS, IndexState, Space, object_file)
@@ -65,7 +65,7 @@ class Indexer:
         self._listed_all_at: float | None = None  # time.monotonic() of the last full listing
         self._workdir = tempfile.TemporaryDirectory(prefix="monologue-indexer-")
         self._miner_file = Path(self._workdir.name) / "miner.json"
-        self._restore()
+        self.state: IndexState | None = None  # read back by the first run_once: storage may be out now
 
     # ------------------------------------------------------------ state beside the data
 
@@ -168,6 +168,8 @@ class Indexer:
 
     def run_once(self) -> IndexReport:
         report, started = IndexReport(), time.monotonic()
+        if self.state is None:
+            self._restore()
         for path, size in self.pending():
             try:
                 table = pq.read_table(path, filesystem=self.fs,
@@ -264,7 +266,7 @@ class Indexer:
                 backoff = poll_seconds
                 if report.objects or report.quarantined:
                     log.info("indexed", extra=vars(report))
-            except (EmbedderUnavailable, StoreUnavailable, ConnectionError) as err:
+            except OSError as err:  # the embedder or the store (ConnectionErrors), or the storage, is out
                 log.warning("indexing paused", extra={"error": str(err), "retry_seconds": backoff})
                 backoff = min(backoff * 2, max_backoff)
             stop.wait(backoff)

@@ -50,11 +50,16 @@ def list_files(fs: pafs.FileSystem, root: str, after: str | None = None) -> list
     On S3 that listing starts at `after` (pyarrow's listing cannot), so it
     costs requests for the newer keys alone; elsewhere it filters a full listing."""
     if after is not None and isinstance(fs, pafs.S3FileSystem):
+        from botocore.exceptions import BotoCoreError, ClientError
+
         bucket, _, prefix = root.partition("/")
         pages = _s3_client(*_s3_settings()).get_paginator("list_objects_v2").paginate(
             Bucket=bucket, Prefix=f"{prefix}/" if prefix else "", StartAfter=after.partition("/")[2])
-        return [(f"{bucket}/{item['Key']}", item["Size"]) for page in pages for item in page.get("Contents", ())
-                if not item["Key"].endswith("/")]
+        try:
+            return [(f"{bucket}/{item['Key']}", item["Size"]) for page in pages
+                    for item in page.get("Contents", ()) if not item["Key"].endswith("/")]
+        except (BotoCoreError, ClientError) as err:  # as pyarrow's listing fails: an OSError
+            raise OSError(f"listing s3://{root} after {after}: {err}") from err
     infos = fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
     return [(info.path, info.size) for info in infos
             if info.type == pafs.FileType.File and (after is None or info.path > after)]
