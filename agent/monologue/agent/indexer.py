@@ -10,7 +10,7 @@ store; last the miner's state and which objects are done. So a crash anywhere
 re-does one object, and re-doing it changes nothing (ids are stable).
 
 A Parquet object that cannot be read is moved to _quarantine/ and reported;
-an embedder or store outage pauses indexing, which resumes by itself.
+an embedder, store or storage (S3) outage pauses indexing, which resumes by itself.
 """
 
 from __future__ import annotations
