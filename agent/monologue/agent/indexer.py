@@ -171,12 +171,15 @@ class Indexer:
         if self.state is None:
             self._restore()
         for path, size in self.pending():
+            # Fetched, then parsed: a storage outage (an OSError here) pauses
+            # indexing, and only an object that is not Parquet is quarantined.
+            data = storage.read_or_none(self.fs, path)
+            if data is None:
+                continue  # deleted since the listing
             try:
-                table = pq.read_table(path, filesystem=self.fs,
+                table = pq.read_table(pa.BufferReader(data),
                                       columns=["timestamp", "labels", "line", "line_id", "level", "fields"])
-            except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as err:
-                if isinstance(err, (FileNotFoundError,)):
-                    continue
+            except (pa.ArrowInvalid, OSError) as err:
                 self._quarantine(path, err)
                 report.quarantined.append(self._key(path))
                 continue
