@@ -104,3 +104,34 @@ def test_storage_outage_pauses_indexing_which_resumes_by_itself(s3_env, tmp_path
         if s3 is not None:
             s3.server.stop()
     assert not worker.is_alive()
+
+
+def test_storage_going_down_while_an_object_is_read_is_not_taken_for_a_bad_object(
+        s3_env, tmp_path, local_embedder, monkeypatch):
+    import pytest
+    from harness import servers
+    from monologue.agent import indexer as indexer_module
+
+    s3 = servers.start_s3(tmp_path / "s3", tmp_path / "logs")  # its own: this test stops it
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3.endpoint)
+    boto3.client("s3").create_bucket(Bucket="flaky")
+    space = Space("app", "s3://flaky/default/app", collection="app")
+    log = tmp_path / "app.log"
+    log.write_text("".join(f"2026-11-02T09:00:{i:02d}Z INFO job {i} done\n" for i in range(10)))
+    ingest(log, space.uri, show_progress=False)
+    indexer = Indexer(space, LanceStore(str(tmp_path / "memory")), local_embedder)
+    read, quarantined = indexer_module.storage.read_or_none, []
+
+    def outage_then_read(fs, path):
+        if "/dt=" in path:
+            s3.server.kill()  # S3 goes down as the object is fetched
+        return read(fs, path)
+
+    monkeypatch.setattr(indexer_module.storage, "read_or_none", outage_then_read)
+    monkeypatch.setattr(indexer, "_quarantine", lambda path, err: quarantined.append(path))
+    try:
+        with pytest.raises(OSError):  # run() pauses on it and tries again
+            indexer.run_once()
+    finally:
+        s3.server.stop()
+    assert quarantined == []
