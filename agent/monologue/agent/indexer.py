@@ -73,21 +73,24 @@ class Indexer:
         return storage.join(self.index_root, name)
 
     def _restore(self) -> None:
+        """Reads back what was done; self.state is set last, so a storage outage
+        halfway leaves it unset and the next run_once reads it all again."""
         # state.inflight: the object being indexed when the last run stopped: its
         # lines may be in the store already, so it is merged, not appended.
-        self.state = IndexState.parse(storage.read_or_none(self.fs, self._path(STATE_FILE)))
+        state = IndexState.parse(storage.read_or_none(self.fs, self._path(STATE_FILE)))
         self.compactor = compaction.Compactor(self.fs, self.index_root)
         self.done: dict[str, int] = {}  # every indexed object: key -> size
-        for name in sorted(self.state.segments):
+        for name in sorted(state.segments):
             self.done.update(self.compactor.objects_of(name))
         self.compacted = set(self.done)  # objects with lines in a segment
-        self.done.update(self.state.objects)
+        self.done.update(state.objects)
         miner = storage.read_or_none(self.fs, self._path("miner.json"))
         if miner:
             self._miner_file.write_bytes(miner)
         self.miner = TemplateMiner(self._miner_file)
         ids, matrix = self.space.template_vectors()
         self.template_vectors: dict[str, np.ndarray] = dict(zip(ids, matrix))
+        self.state = state
 
     def _write_templates(self, new: bool) -> None:
         """Every template's text (a text generalises as lines come), and its vector if any is new."""
