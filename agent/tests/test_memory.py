@@ -164,8 +164,11 @@ def test_drop_removes_the_collection(store, tmp_path):
     store.drop(name)
 
 
-def test_lancedb_full_text_index_covers_every_row_after_optimize(tmp_path):
-    """A first pass (most rows new: the index is rebuilt) and a small append (merged)."""
+def test_lancedb_full_text_index_covers_every_row_after_optimize(tmp_path, monkeypatch):
+    """A first pass (most rows new: the index is rebuilt); a small append,
+    found at once, merged into the index no more often than FOLD_SECONDS."""
+    from monologue.agent import memory
+
     store = LanceStore(str(tmp_path / "memory"))
     store.ensure("c")
     many = [(f"{text} batch {i}", t, v) for i in range(25) for text, t, v in LINES]
@@ -175,6 +178,12 @@ def test_lancedb_full_text_index_covers_every_row_after_optimize(tmp_path):
     assert (stats.num_indexed_rows, stats.num_unindexed_rows) == (100, 0)
 
     store.upsert("c", rows([("kernel oops in module zfs", "T5", None)], offset=100), known_new=True)
+    store.optimize("c")  # just after the last: not merged yet, and found all the same
+    stats = store._table("c").index_stats("terms_idx")
+    assert (stats.num_indexed_rows, stats.num_unindexed_rows) == (100, 1)
+    assert [h.text for h in store.search("c", terms("zfs oops"), 3)] == ["kernel oops in module zfs"]
+
+    monkeypatch.setattr(memory, "FOLD_SECONDS", 0.0)  # as when a minute has passed
     store.optimize("c")
     stats = store._table("c").index_stats("terms_idx")
     assert (stats.num_indexed_rows, stats.num_unindexed_rows) == (101, 0)

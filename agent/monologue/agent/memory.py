@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Protocol
@@ -178,6 +179,7 @@ def _length_factor(length: np.ndarray, average: float, b: float) -> np.ndarray:
 
 FTS_INDEX = "terms_idx"  # LanceDB's name for the index on `terms`
 REBUILD_SHARE = 0.5  # of a table's rows not in its FTS index, above which optimize() rebuilds it
+FOLD_SECONDS, FOLD_SHARE = 60.0, 0.05  # how often optimize() merges a few new rows into it (see there)
 
 
 def _fts_config():
@@ -199,6 +201,7 @@ class LanceStore:
         self.db = lancedb.connect(uri)
         self._tables: dict = {}
         self._average_terms: dict[str, tuple[int, float]] = {}  # collection -> (rows, mean terms per row)
+        self._folded_at: dict[str, float] = {}  # collection -> time.monotonic() of its last optimize
 
     def _table(self, collection: str):
         if collection not in self._tables:
@@ -291,15 +294,24 @@ class LanceStore:
         """Fold appended rows into the FTS index: unindexed rows are scanned on every search.
 
         Mostly new rows (a first pass, a backfill): building the index afresh
-        is 3x faster than merging them into it; a few: merge (and compact)."""
+        is 3x faster than merging them into it. A few: merge (and compact), but
+        at most every FOLD_SECONDS unless they reach FOLD_SHARE of the table. A
+        merge rewrites the index (4-5 s at 200k rows), and a following Space
+        adds a few rows every 2 s; they are found meanwhile, by a scan."""
         if not self._exists(collection):
             return
         table = self._table(collection)
         stats = table.index_stats(FTS_INDEX)
-        if stats and stats.num_unindexed_rows > REBUILD_SHARE * (stats.num_indexed_rows + stats.num_unindexed_rows):
+        now = time.monotonic()
+        total = (stats.num_indexed_rows + stats.num_unindexed_rows) if stats else 0
+        if stats and stats.num_unindexed_rows > REBUILD_SHARE * total:
             table.create_index("terms", config=_fts_config(), replace=True)
-        else:
+        elif (not stats or collection not in self._folded_at or now - self._folded_at[collection] >= FOLD_SECONDS
+              or stats.num_unindexed_rows >= FOLD_SHARE * total):
             table.optimize()
+        else:
+            return
+        self._folded_at[collection] = now
 
     def drop(self, collection: str) -> None:
         if collection in self.db.list_tables().tables:
