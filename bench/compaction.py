@@ -8,9 +8,13 @@ reader pays at each new index version (an agent reloads its figures then),
 the index files a reader opens, and the indexing rate (what merging costs).
 Then, on the harness's S3, what an indexer's poll pays to find new objects
 among --s3-objects: a listing from the newest indexed key (what it does)
-against a listing of every object (what it does every 5 minutes).
+against a listing of every object (what it does every 5 minutes). Last, a
+poll of a following embedded Space of --following-lines (LanceDB) that brings
+one small object: its new rows merged into the full-text index at most once a
+minute (what it does) against at every poll.
 
     .venv/bin/python bench/compaction.py [--objects N] [--lines-per-object N] [--s3-objects N]
+                                         [--following-lines N]
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from unittest import mock
 
 import boto3
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
@@ -36,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from harness import servers  # noqa: E402
-from monologue.agent import compaction, storage  # noqa: E402
+from monologue.agent import compaction, memory, storage  # noqa: E402
 from monologue.agent.embedder import LocalEmbedder  # noqa: E402
 from monologue.agent.generate import write_log  # noqa: E402
 from monologue.agent.indexer import Indexer  # noqa: E402
@@ -53,7 +58,7 @@ def emit(metric, value, unit, baseline, target=None, higher_is_better=True):
 
 
 def ship(work: Path, name: str, objects: int, per_object: int) -> Space:
-    log = work / "shop.log"
+    log = work / f"shop-{objects * per_object}.log"
     if not log.exists():
         write_log(log, "shop", objects * per_object, seed=5)
     with tqdm(disable=True) as progress:
@@ -108,11 +113,34 @@ def poll_listing(work: Path, objects: int) -> tuple[float, float]:
         s3.server.stop()
 
 
+def following_poll(work: Path, lines: int, embedder) -> tuple[float, float]:
+    """Median ms of a poll that indexes one 25-line object, folding at most once a minute / every poll."""
+    space = ship(work, "following", 1, lines)
+    store = LanceStore(str(work / "following" / "memory"))
+    indexer = Indexer(space, store, embedder)
+    print(f"following: indexing {lines} lines...", file=sys.stderr)
+    indexer.run_once()
+    table = pq.read_table(next(p for p in (work / "following" / "data").rglob("*.parquet") if "_index" not in str(p)))
+    timings: dict[float, list[float]] = {memory.FOLD_SECONDS: [], 0.0: []}
+    for i in range(10):
+        fold = list(timings)[i % 2]  # alternating
+        part = table.slice((i + 1) * 25, 25)  # starts later: sorts after the last, as a shipper's next object
+        ids = pc.binary_join_element_wise(part["line_id"], pa.array([f"poll{i}"] * 25), "-")
+        write_objects(part.set_column(part.schema.get_field_index("line_id"), part.schema.field("line_id"), ids),
+                      space.uri, f"poll{i:02d}")
+        with mock.patch.object(memory, "FOLD_SECONDS", fold):
+            started = time.perf_counter()
+            assert indexer.run_once().objects == 1
+            timings[fold].append((time.perf_counter() - started) * 1000)
+    return statistics.median(timings[memory.FOLD_SECONDS]), statistics.median(timings[0.0])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--objects", type=int, default=2000, help="objects shipped (2 s each: 2000 ≈ 67 min)")
     parser.add_argument("--lines-per-object", type=int, default=25)
     parser.add_argument("--s3-objects", type=int, default=10_000, help="objects on S3 for the poll's listing")
+    parser.add_argument("--following-lines", type=int, default=200_000, help="lines of the following Space")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="monologue-bench-compaction-"))
     embedder = LocalEmbedder()
@@ -134,6 +162,8 @@ def main() -> int:
         emit("indexer_lines_per_s_small_objects", rate, "lines/s", base_rate, target=">= 0.95 of baseline")
         incremental, full = poll_listing(work, args.s3_objects)
         emit("poll_listing_ms_on_s3", incremental, "ms", full, higher_is_better=False)
+        amortized, every_poll = following_poll(work, args.following_lines, embedder)
+        emit("following_poll_ms_embedded", amortized, "ms", every_poll, higher_is_better=False)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0
