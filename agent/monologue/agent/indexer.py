@@ -84,6 +84,7 @@ class Indexer:
             self.done.update(self.compactor.objects_of(name))
         self.compacted = set(self.done)  # objects with lines in a segment
         self.done.update(state.objects)
+        self.newest = max(self.done, default=None)  # the key a poll lists after (pending)
         miner = storage.read_or_none(self.fs, self._path("miner.json"))
         if miner:
             self._miner_file.write_bytes(miner)
@@ -109,6 +110,7 @@ class Indexer:
         self.miner.save()
         storage.write_atomic(self.fs, self._path("miner.json"), self._miner_file.read_bytes())
         self.done[key] = self.state.objects[key] = size
+        self.newest = max(self.newest or key, key)
         self.state.inflight = None
         self._write_state()
 
@@ -157,7 +159,7 @@ class Indexer:
         for what sorts earlier: a backfill, an object rewritten."""
         now = time.monotonic()
         full = self._listed_all_at is None or now - self._listed_all_at >= FULL_LISTING_SECONDS
-        after = None if full or not self.done else storage.join(self.root, max(self.done))
+        after = None if full or self.newest is None else storage.join(self.root, self.newest)
         files = storage.list_files(self.fs, self.root, after)
         if full:
             self._listed_all_at = now
