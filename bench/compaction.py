@@ -8,7 +8,10 @@ reader pays at each new index version (an agent reloads its figures then),
 the index files a reader opens, and the indexing rate (what merging costs).
 Then, on the harness's S3, what an indexer's poll pays to find new objects
 among --s3-objects: a listing from the newest indexed key (what it does)
-against a listing of every object (what it does every 5 minutes). Last, a
+against a listing of every object (what it does every 5 minutes). Then a
+question's time range over the last --range-objects objects (a range that cuts
+a summary bucket is scanned): reading the objects the index names whose
+spans meet it (what recall does) against listing and reading all. Last, a
 poll of a following embedded Space of --following-lines (LanceDB) that brings
 one small object: its new rows merged into the full-text index at most once a
 minute (what it does) against at every poll.
@@ -20,6 +23,7 @@ minute (what it does) against at every poll.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
@@ -48,7 +52,7 @@ from monologue.agent.indexer import Indexer  # noqa: E402
 from monologue.agent.ingest import parse, write_objects  # noqa: E402
 from monologue.agent.memory import LanceStore  # noqa: E402
 from monologue.agent.recall import SpaceMemory  # noqa: E402
-from monologue.agent.space import Space  # noqa: E402
+from monologue.agent.space import Space, object_span  # noqa: E402
 
 
 def emit(metric, value, unit, baseline, target=None, higher_is_better=True):
@@ -82,6 +86,26 @@ def reload_ms(space: Space, rounds: int = 5) -> float:
 def index_files(space: Space) -> int:
     state = space.index_state()
     return len(state.files("lines")) + len(state.files("summaries"))
+
+
+def range_question_ms(space: Space, last_objects: int, rounds: int = 5) -> tuple[float, float, int]:
+    """Median ms of the figures of a question's range over the last `last_objects` objects:
+    scanned from the objects that meet it, and from a listing of all (the baseline); lines counted."""
+    spans = sorted(object_span(str(p.relative_to(space.uri))) for p in Path(space.uri).glob("dt=*/*.parquet"))
+    since = spans[-last_objects][0] + 500_000_000  # cuts a bucket: the figures are scanned
+    memory = SpaceMemory(space, None)
+    templates = list(memory._index().texts)
+    every = lambda self, intervals, work: self._with_connection(work, lines=True)  # noqa: E731
+    timings: dict[str, list[float]] = {"meeting": [], "all": []}
+    counts = set()
+    for i in range(2 * rounds):
+        way = list(timings)[i % 2]  # alternating
+        with mock.patch.object(SpaceMemory, "_scan", every) if way == "all" else contextlib.nullcontext():
+            started = time.perf_counter()
+            counts.add(sum(stat.count for stat in memory.stats(templates, since, None)))
+            timings[way].append((time.perf_counter() - started) * 1000)
+    assert len(counts) == 1, counts  # the same figures both ways
+    return statistics.median(timings["meeting"]), statistics.median(timings["all"]), counts.pop()
 
 
 def poll_listing(work: Path, objects: int) -> tuple[float, float]:
@@ -140,6 +164,8 @@ def main() -> int:
     parser.add_argument("--objects", type=int, default=2000, help="objects shipped (2 s each: 2000 ≈ 67 min)")
     parser.add_argument("--lines-per-object", type=int, default=25)
     parser.add_argument("--s3-objects", type=int, default=10_000, help="objects on S3 for the poll's listing")
+    parser.add_argument("--range-objects", type=int, default=300,
+                        help="objects in a question's time range (300 ≈ the last 10 min of following)")
     parser.add_argument("--following-lines", type=int, default=200_000, help="lines of the following Space")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="monologue-bench-compaction-"))
@@ -160,6 +186,9 @@ def main() -> int:
         emit("reload_ms_at_new_index_version", reload, "ms", base_reload, higher_is_better=False)
         emit("index_files_read", files, "files", base_files, higher_is_better=False)
         emit("indexer_lines_per_s_small_objects", rate, "lines/s", base_rate, target=">= 0.95 of baseline")
+        meeting, every, lines = range_question_ms(space, args.range_objects)
+        print(f"range: {lines} lines in the last {args.range_objects} of {args.objects} objects", file=sys.stderr)
+        emit("range_question_figures_ms", meeting, "ms", every, higher_is_better=False)
         incremental, full = poll_listing(work, args.s3_objects)
         emit("poll_listing_ms_on_s3", incremental, "ms", full, higher_is_better=False)
         amortized, every_poll = following_poll(work, args.following_lines, embedder)

@@ -206,19 +206,53 @@ def test_an_agents_reload_lists_none_of_the_spaces_objects(tmp_path, local_embed
     space = Space("shop", str(tmp_path / "data"), collection="shop")
     ship(tmp_path, space, range(6))
     Indexer(space, LanceStore(str(tmp_path / "memory")), local_embedder).run_once()
-    listed = []
-    dataset = Space._dataset
+    listed, scanned = [], []
+    dataset, connect_objects = Space._dataset, Space.connect_objects
     monkeypatch.setattr(Space, "_dataset", lambda self, relative, schema: listed.append(relative) or dataset(
         self, relative, schema))
+    monkeypatch.setattr(Space, "connect_objects", lambda self, objects, files: scanned.append(objects) or
+                        connect_objects(self, objects, files))
     memory = SpaceMemory(space, None)
     templates = list(memory._index().texts)
     assert sum(s.count for s in memory.stats(templates, None, None)) == 72
     assert memory.line_count() == 72  # what ListSpaces says
     assert listed.count("") == 0  # the figures come from the index alone
     day = dt.datetime(2026, 11, 2, 10, 0, 30, tzinfo=dt.timezone.utc).timestamp()
-    # a time range that cuts a minute is scanned from the lines: exact (flush 1's last 2 lines, flushes 2-5)
+    # a time range that cuts a minute is scanned from the lines: exact (flush 1's last 2 lines, flushes 2-5),
+    # from the objects the index names whose spans meet it: flush 0 is not read, nothing is listed
     assert sum(s.count for s in memory.stats(templates, int(day * 1e9), None)) == 2 + 4 * 12
-    assert listed.count("") == 1
+    assert listed.count("") == 0
+    every = sorted(str(p.relative_to(tmp_path / "data")) for p in (tmp_path / "data").glob("dt=*/*.parquet"))
+    assert sorted(scanned[-1]) == every[1:]
+
+
+def test_a_range_is_still_answered_after_a_retention_rule_deleted_an_indexed_object(tmp_path, local_embedder,
+                                                                                  small_segments):
+    space = Space("shop", str(tmp_path / "data"), collection="shop")
+    ship(tmp_path, space, range(6))
+    Indexer(space, LanceStore(str(tmp_path / "memory")), local_embedder).run_once()
+    objects = sorted((tmp_path / "data").glob("dt=*/*.parquet"))
+    objects[2].unlink()  # the index still names it
+    memory = SpaceMemory(space, None)
+    since = dt.datetime(2026, 11, 2, 10, 0, 30, tzinfo=dt.timezone.utc).timestamp()
+    assert sum(s.count for s in memory.stats(list(memory._index().texts), int(since * 1e9), None)) == 2 + 3 * 12
+
+
+def test_a_view_space_reads_only_the_objects_that_may_hold_its_hits(tmp_path, local_embedder, monkeypatch):
+    space = Space("shop", str(tmp_path / "data"), collection="shop")
+    ship(tmp_path, space, range(20))  # more error lines than a search's candidates
+    store = LanceStore(str(tmp_path / "memory"))
+    Indexer(space, store, local_embedder).run_once()
+    scanned, connect_objects = [], Space.connect_objects
+    monkeypatch.setattr(Space, "connect_objects", lambda self, objects, files: scanned.append(objects) or
+                        connect_objects(self, objects, files))
+    refused = SpaceMemory(Space("refused", space.uri, where="level = 'error'", collection="shop"), store)
+    question = "connection 3-4 refused"
+    hits = refused.search(question, local_embedder.embed([question])[0], 1, None, None)
+    assert hits[0].text.endswith("ERROR pod=db-0 connection 3-4 refused")
+    assert {h.level for h in hits} == {"error"}
+    every = sorted(str(p.relative_to(tmp_path / "data")) for p in (tmp_path / "data").glob("dt=*/*.parquet"))
+    assert 0 < len(scanned[-1]) < len(every)  # the filter read the objects of the candidates, not all
 
 
 def test_merges_go_level_by_level_up_to_the_top():
@@ -234,3 +268,16 @@ def test_merges_go_level_by_level_up_to_the_top():
     assert compaction.next_merge(state) is None  # top-level segments stay
     state.objects["o-last"] = 1
     assert compaction.next_merge(state).objects == sorted(state.objects)
+
+
+def test_an_objects_span_is_read_from_the_shippers_and_ingests_names():
+    from monologue.agent.space import object_span
+
+    second = 10**9
+    start = int(dt.datetime(2026, 11, 2, 10, tzinfo=dt.timezone.utc).timestamp()) * second
+    # the shipper's [start, end) and ingest's first and last line, widened to whole seconds
+    assert object_span("default/shop/dt=2026-11-02/20261102T100000Z_20261102T100002Z.parquet") == (
+        start, start + 3 * second)
+    assert object_span("dt=2026-11-02/20261102T100000.250000Z_20261102T100011.999999Z_9f2c-0000.parquet") == (
+        start, start + 12 * second)
+    assert object_span("dt=2026-11-02/export.parquet") is None  # may hold any time: always read

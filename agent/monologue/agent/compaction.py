@@ -36,7 +36,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from . import storage
-from .space import LINE_TEMPLATES, LINES_DIR, SUMMARIES_DIR, IndexState, object_file, segment_file
+from .space import (LINE_TEMPLATES, LINES_DIR, SEGMENT_OBJECTS_SCHEMA, SUMMARIES_DIR, IndexState, object_file,
+                    segment_file)
 from .summaries import MAX_DISTINCT, SUMMARY_SCHEMA
 
 SEGMENT_OBJECTS = 64  # indexed objects that make a level-0 segment
@@ -46,7 +47,6 @@ GRACE_SECONDS = 60.0  # before a merged file is deleted: readers may still be op
 SEGMENT_LINES = LINE_TEMPLATES.append(pa.field("object", pa.string()))
 # merged: the object's own index files were merged into this segment (so are
 # deleted after it), not those of a member segment
-SEGMENT_OBJECTS_SCHEMA = pa.schema([("object", pa.string()), ("size", pa.int64()), ("merged", pa.bool_())])
 
 
 def bucket_seconds(level: int) -> int:

@@ -12,6 +12,7 @@ summed from the indexer's per-object summaries (summaries.py) with DuckDB, so
 
 from __future__ import annotations
 
+import bisect
 import threading
 from dataclasses import dataclass, field
 
@@ -23,7 +24,7 @@ from . import summaries
 from . import terms as search_terms
 from .memory import RRF_K, Hit, MemoryStore, TemplateVectors, hybrid_search
 from .redact import Redactor
-from .space import Space
+from .space import LINES_DIR, Space, object_file, object_span, segment_file
 
 CANDIDATES_PER_RESULT = 3  # fetched per wanted line, so fusion has room
 # A view Space filters its source's memory after the search (its SQL filter may
@@ -70,6 +71,8 @@ class SpaceMemory:
         self.vocabulary = search_terms.Vocabulary()
         self._vocabulary_lock = threading.Lock()
         self._vocabulary_version: tuple | None = ()
+        # segment name -> (its objects with their spans, the span of them all): segments never change
+        self._segments: dict[str, tuple[list[tuple[str, tuple[int, int] | None]], tuple[int, int] | None]] = {}
 
     def learn_vocabulary(self, embed) -> None:
         """Add the words of templates new since the last call, each with its vector.
@@ -131,9 +134,13 @@ class SpaceMemory:
         for hit in hits:
             hit.space = self.space.name
         if self.space.where and hits:
-            # A view Space shares its source's memory: keep what its filter keeps.
-            keep = {row[0] for row in self.sql("SELECT line_id FROM logs WHERE line_id IN (SELECT unnest(?))",
-                                               [[h.line_id for h in hits]], lines=True)}
+            # A view Space shares its source's memory: keep what its filter keeps,
+            # reading only the objects that may hold the hits.
+            times = [h.timestamp_ns for h in hits]
+            around = ([(t, t + 1) for t in times] if None not in times else [(-(2 ** 63), 2 ** 63 - 1)])
+            query = "SELECT line_id FROM logs WHERE line_id IN (SELECT unnest(?))"
+            keep = {row[0] for row in self._scan(around, lambda con: con.execute(
+                query, [[h.line_id for h in hits]]).fetchall())}
             hits = [h for h in hits if h.line_id in keep]
         return hits
 
@@ -195,11 +202,73 @@ class SpaceMemory:
         if until_ns is not None:
             where.append("epoch_ns(timestamp) < ?")
             params.append(until_ns)
-        source = f"(SELECT template_id, timestamp, labels, fields FROM logs WHERE {' AND '.join(where)})"
-        scanned = self._with_connection(lambda con: summaries.summarize(con, source, self.redactor, params),
-                                        lines=True)
+        window = (-(2 ** 63) if since_ns is None else since_ns, 2 ** 63 - 1 if until_ns is None else until_ns)
+
+        def summarize(con):
+            # Read once: the summary's queries name their source three times.
+            con.execute("CREATE OR REPLACE TEMP TABLE scanned AS SELECT template_id, timestamp, labels, fields "
+                        f"FROM logs WHERE {' AND '.join(where)}", params)
+            try:
+                return summaries.summarize(con, "scanned", self.redactor)
+            finally:
+                con.execute("DROP TABLE scanned")
+
+        scanned = self._scan([window], summarize)
         return list(zip(*(scanned[c].to_pylist() for c in ("template_id", "key", "value", "lines")),
                         *(pc.cast(scanned[c], "int64").to_pylist() for c in ("first_seen", "last_seen"))))
+
+    def _scan(self, intervals: list[tuple[int, int]], work):
+        """`work` on a connection whose `logs` holds the indexed lines of the
+        objects that may hold a line inside these [since, until) intervals, by
+        the spans in their names: the index names them, so nothing is listed,
+        and a Space that followed Loki for days is not read whole for a minute."""
+        objects, index_files = self._objects_meeting(intervals)
+        con = self.space.connect_objects(objects, index_files)
+        try:
+            return work(con)
+        except (duckdb.IOException, duckdb.InvalidInputException):
+            # An object is gone (a retention rule) or an index file was merged
+            # away meanwhile: read what is there now, by a listing.
+            return self._with_connection(work, lines=True)
+        finally:
+            con.close()
+
+    def _objects_meeting(self, intervals: list[tuple[int, int]]) -> tuple[list[str], list[str]]:
+        """The indexed objects whose spans meet these intervals, and the index
+        files (relative to the index) with their lines' templates."""
+        merged: list[list[int]] = []
+        for since, until in sorted(intervals):
+            if merged and since <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], until)
+            else:
+                merged.append([since, until])
+        starts = [since for since, _ in merged]
+
+        def meets(span: tuple[int, int] | None) -> bool:
+            if span is None:  # no span in its name: it may hold any time
+                return True
+            i = bisect.bisect_left(starts, span[1])  # the intervals that start before the span ends
+            return i > 0 and merged[i - 1][1] > span[0]
+
+        state = self.space.index_state()
+        objects, files = [], []
+        for key in state.object_keys():
+            if meets(object_span(key)):
+                objects.append(key)
+                files.append(f"{LINES_DIR}/{object_file(key)}")
+        self._segments = {name: self._segments.get(name) or self._segment_spans(name) for name in state.segments}
+        for name in sorted(state.segments):
+            members, whole = self._segments[name]
+            if meets(whole) and (found := [key for key, span in members if meets(span)]):
+                objects += found
+                files.append(segment_file(name, "lines"))
+        return list(dict.fromkeys(objects)), files
+
+    def _segment_spans(self, name: str):
+        members = [(key, object_span(key)) for key in self.space.segment_objects(name)]
+        spans = [span for _, span in members]
+        whole = None if None in spans or not spans else (min(s for s, _ in spans), max(e for _, e in spans))
+        return members, whole
 
     def line_count(self) -> int:
         """Lines in memory (indexed): summed from the summaries, or, without them, counted."""

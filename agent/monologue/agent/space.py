@@ -16,8 +16,10 @@ pyarrow datasets, and pyarrow.fs reaches S3 or the local disk.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +36,8 @@ from .summaries import SUMMARY_SCHEMA
 INDEX_DIR = "_index"  # beside the data; pyarrow datasets skip "_" prefixes
 LINE_TEMPLATES = pa.schema([("line_id", pa.string()), ("template_id", pa.string())])
 TEMPLATE_TEXTS = pa.schema([("template_id", pa.string()), ("template", pa.string())])
+# A segment's objects: every object it indexes; merged: this merge replaced the object's own files.
+SEGMENT_OBJECTS_SCHEMA = pa.schema([("object", pa.string()), ("size", pa.int64()), ("merged", pa.bool_())])
 LINES_DIR, SUMMARIES_DIR = "lines", "summaries"  # under INDEX_DIR, one file per indexed object
 SEGMENTS_DIR = "segments"  # under INDEX_DIR: merged index files (compaction.py)
 TEMPLATE_VECTORS = "template_vectors.parquet"  # under INDEX_DIR: template_id, vector
@@ -43,6 +47,22 @@ STATE_FILE = "state.json"  # under INDEX_DIR: the IndexState
 def object_file(key: str) -> str:
     """The name of an object's own index files (lines/, summaries/): its key, flattened."""
     return key.replace("/", "__")
+
+
+# <start>_<end>[_tag].parquet, UTC: the shipper's names (20240101T000000Z) and ingest's (with microseconds)
+_SPAN_NAME = re.compile(r"(\d{8}T\d{6})(?:\.\d+)?Z_(\d{8}T\d{6})(?:\.\d+)?Z(?:_[^/]*)?\.parquet")
+
+
+def object_span(key: str) -> tuple[int, int] | None:
+    """[start, end) in ns of the lines an object can hold, read from its name and
+    widened to whole seconds (the shipper's end is exclusive, ingest's the last
+    line's); None for a name without one, whose object may hold any time."""
+    match = _SPAN_NAME.fullmatch(key.rsplit("/", 1)[-1])
+    if not match:
+        return None
+    start, end = (int(dt.datetime.strptime(stamp, "%Y%m%dT%H%M%S").replace(tzinfo=dt.timezone.utc).timestamp())
+                  for stamp in match.groups())
+    return start * 10**9, (end + 1) * 10**9
 
 
 def segment_file(name: str, kind: str) -> str:
@@ -128,11 +148,16 @@ class Space:
 
     def _index_dataset(self, files: list[str], schema: pa.Schema) -> ds.Dataset:
         """Exactly these index files (relative to INDEX_DIR), never a listing (see IndexState)."""
-        if not files:
+        return self._files_dataset([storage.join(INDEX_DIR, f) for f in files], schema)
+
+    def _files_dataset(self, relative: list[str], schema: pa.Schema) -> ds.Dataset:
+        """Exactly these files, not even looked up before the scan (a request each
+        on S3): a missing one fails the query (duckdb.InvalidInputException)."""
+        if not relative:
             return ds.dataset(pa.table({f.name: pa.array([], f.type) for f in schema}, schema=schema))
         fs, root = storage.filesystem(self.uri)
-        return ds.dataset([storage.join(root, INDEX_DIR, f) for f in files], filesystem=fs, format="parquet",
-                          schema=schema)
+        return ds.FileSystemDataset.from_paths([storage.join(root, path) for path in relative], schema=schema,
+                                               format=ds.ParquetFileFormat(), filesystem=fs)
 
     def template_vectors(self) -> tuple[list[str], np.ndarray]:
         """The indexer's template ids and their vectors (one row each); none before the first index."""
@@ -145,6 +170,13 @@ class Space:
         flat = table["vector"].combine_chunks().flatten().to_numpy(zero_copy_only=False)
         return ids, np.asarray(flat, np.float32).reshape(len(ids), -1)
 
+    def segment_objects(self, name: str) -> list[str]:
+        """The keys of the objects a segment indexes."""
+        fs, root = storage.filesystem(self.uri)
+        table = pq.read_table(storage.join(root, INDEX_DIR, segment_file(name, "objects")), filesystem=fs,
+                              columns=["object"], schema=SEGMENT_OBJECTS_SCHEMA)
+        return table["object"].to_pylist()
+
     def connect(self, lines: bool = True) -> duckdb.DuckDBPyConnection:
         """A DuckDB connection with the index's tables (line_templates,
         template_texts, template_summaries) and, with `lines`, the `logs` and
@@ -154,13 +186,7 @@ class Space:
         con.register("line_templates", self._index_dataset(state.files("lines"), LINE_TEMPLATES))
         con.register("template_texts", self._dataset(f"{INDEX_DIR}/templates", TEMPLATE_TEXTS))
         if lines:
-            con.register("raw_logs", self._dataset("", logschema.arrow_schema()))
-            where = f"WHERE {self.where}" if self.where else ""
-            con.execute(
-                f"""CREATE VIEW logs AS
-                    SELECT r.*, i.template_id
-                    FROM raw_logs r LEFT JOIN line_templates i USING (line_id) {where}"""
-            )
+            self._create_logs(con, self._dataset("", logschema.arrow_schema()))
             con.execute(
                 """CREATE VIEW templates AS
                    SELECT l.template_id, any_value(t.template) AS template, count(*) AS lines,
@@ -170,6 +196,28 @@ class Space:
                    GROUP BY l.template_id"""
             )
         self._load_summaries(con, state)
+        return self._locked(con)
+
+    def connect_objects(self, objects: list[str], index_files: list[str]) -> duckdb.DuckDBPyConnection:
+        """A DuckDB connection whose `logs` view reads exactly these objects,
+        their template ids from these index files (relative to INDEX_DIR): a
+        scan of part of the Space, with no listing."""
+        con = duckdb.connect(config={"threads": str(os.cpu_count() or 1)})
+        con.register("line_templates", self._index_dataset(index_files, LINE_TEMPLATES))
+        self._create_logs(con, self._files_dataset(objects, logschema.arrow_schema()))
+        return self._locked(con)
+
+    def _create_logs(self, con: duckdb.DuckDBPyConnection, raw_logs: ds.Dataset) -> None:
+        con.register("raw_logs", raw_logs)
+        where = f"WHERE {self.where}" if self.where else ""
+        con.execute(
+            f"""CREATE VIEW logs AS
+                SELECT r.*, i.template_id
+                FROM raw_logs r LEFT JOIN line_templates i USING (line_id) {where}"""
+        )
+
+    @staticmethod
+    def _locked(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
         # The views are all a Space's SQL needs: no file or network access
         # from a filter or a question's SQL.
         con.execute("SET enable_external_access = false")
