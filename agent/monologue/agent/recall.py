@@ -256,9 +256,10 @@ class SpaceMemory:
             if meets(object_span(key)):
                 objects.append(key)
                 files.append(f"{LINES_DIR}/{object_file(key)}")
-        self._segments = {name: self._segments.get(name) or self._segment_spans(name) for name in state.segments}
-        for name in sorted(state.segments):
-            members, whole = self._segments[name]
+        known = self._segments  # other threads may replace it meanwhile
+        self._segments = segments = {name: known.get(name) or self._segment_spans(name) for name in state.segments}
+        for name in sorted(segments):
+            members, whole = segments[name]
             if meets(whole) and (found := [key for key, span in members if meets(span)]):
                 objects += found
                 files.append(segment_file(name, "lines"))
