@@ -9,9 +9,10 @@ the index files a reader opens, and the indexing rate (what merging costs).
 Then, on the harness's S3, what an indexer's poll pays to find new objects
 among --s3-objects: a listing from the newest indexed key (what it does)
 against a listing of every object (what it does every 5 minutes). Then a
-question's time range over the last --range-objects objects (a range that cuts
-a summary bucket is scanned): reading the objects the index names whose
-spans meet it (what recall does) against listing and reading all. Last, a
+question's time range over the last --range-objects objects, cutting a summary
+bucket: summed where the summaries lie inside it, and only the cut bucket
+scanned, from the objects the index names whose spans meet it (what recall
+does), against the whole range scanned from a listing of every object. Last, a
 poll of a following embedded Space of --following-lines (LanceDB) that brings
 one small object: its new rows merged into the full-text index at most once a
 minute (what it does) against at every poll.
@@ -89,18 +90,24 @@ def index_files(space: Space) -> int:
 
 
 def range_question_ms(space: Space, last_objects: int, rounds: int = 5) -> tuple[float, float, int]:
-    """Median ms of the figures of a question's range over the last `last_objects` objects:
-    scanned from the objects that meet it, and from a listing of all (the baseline); lines counted."""
+    """Median ms of the figures of a question's range over the last `last_objects` objects, as
+    recall gets them and (the baseline) scanned whole from a listing of all; lines counted."""
     spans = sorted(object_span(str(p.relative_to(space.uri))) for p in Path(space.uri).glob("dt=*/*.parquet"))
     since = spans[-last_objects][0] + 500_000_000  # cuts a bucket: the figures are scanned
     memory = SpaceMemory(space, None)
     templates = list(memory._index().texts)
-    every = lambda self, intervals, work: self._with_connection(work, lines=True)  # noqa: E731
+    def whole_scan() -> contextlib.ExitStack:
+        stack = contextlib.ExitStack()
+        stack.enter_context(mock.patch.object(SpaceMemory, "_split_rows", lambda *args: None))
+        stack.enter_context(mock.patch.object(SpaceMemory, "_scan",
+                                              lambda self, intervals, work: self._with_connection(work, lines=True)))
+        return stack
+
     timings: dict[str, list[float]] = {"meeting": [], "all": []}
     counts = set()
     for i in range(2 * rounds):
         way = list(timings)[i % 2]  # alternating
-        with mock.patch.object(SpaceMemory, "_scan", every) if way == "all" else contextlib.nullcontext():
+        with whole_scan() if way == "all" else contextlib.nullcontext():
             started = time.perf_counter()
             counts.add(sum(stat.count for stat in memory.stats(templates, since, None)))
             timings[way].append((time.perf_counter() - started) * 1000)

@@ -218,12 +218,13 @@ def test_an_agents_reload_lists_none_of_the_spaces_objects(tmp_path, local_embed
     assert memory.line_count() == 72  # what ListSpaces says
     assert listed.count("") == 0  # the figures come from the index alone
     day = dt.datetime(2026, 11, 2, 10, 0, 30, tzinfo=dt.timezone.utc).timestamp()
-    # a time range that cuts a minute is scanned from the lines: exact (flush 1's last 2 lines, flushes 2-5),
-    # from the objects the index names whose spans meet it: flush 0 is not read, nothing is listed
+    # a time range that cuts the 10:00 bucket (flushes 0-2) is exact (flush 1's last 2 lines, flushes 2-5):
+    # that bucket's part of it is scanned, from the objects the index names whose spans meet it
+    # (flushes 1 and 2; nothing is listed), the rest summed
     assert sum(s.count for s in memory.stats(templates, int(day * 1e9), None)) == 2 + 4 * 12
     assert listed.count("") == 0
     every = sorted(str(p.relative_to(tmp_path / "data")) for p in (tmp_path / "data").glob("dt=*/*.parquet"))
-    assert sorted(scanned[-1]) == every[1:]
+    assert sorted(scanned[-1]) == every[1:3]
 
 
 def test_a_range_is_still_answered_after_a_retention_rule_deleted_an_indexed_object(tmp_path, local_embedder,
@@ -253,6 +254,40 @@ def test_a_view_space_reads_only_the_objects_that_may_hold_its_hits(tmp_path, lo
     assert {h.level for h in hits} == {"error"}
     every = sorted(str(p.relative_to(tmp_path / "data")) for p in (tmp_path / "data").glob("dt=*/*.parquet"))
     assert 0 < len(scanned[-1]) < len(every)  # the filter read the objects of the candidates, not all
+
+
+def test_any_range_gets_the_figures_of_a_scan_of_its_lines(tmp_path, local_embedder, small_segments):
+    import random
+
+    from monologue.agent import summaries
+
+    from tqdm import tqdm
+
+    from monologue.agent.generate import write_log
+    from monologue.agent.ingest import parse, write_objects
+
+    space = Space("shop", str(tmp_path / "data"), collection="shop")
+    # A generated shop log's many templates, labels and fields, as 43 shipped objects of 25 lines:
+    # level-0 segments, level-1 ones, and objects not merged yet.
+    write_log(tmp_path / "shop.log", "shop", 43 * 25, seed=5)
+    with tqdm(disable=True) as progress:
+        lines = pa.concat_tables(list(parse(tmp_path / "shop.log", {"app": "shop"}, progress))).sort_by("timestamp")
+    for i in range(43):
+        write_objects(lines.slice(i * 25, 25), space.uri, f"flush{i:03d}")
+    Indexer(space, LanceStore(str(tmp_path / "memory")), local_embedder).run_once()
+    assert 1 in space.index_state().segments.values() and space.index_state().objects
+    memory = SpaceMemory(space, None)
+    templates = list(memory._index().texts)
+    start, end = (ts.value for ts in (lines["timestamp"][0], lines["timestamp"][-1]))
+    draw = random.Random(7)
+    for _ in range(40):
+        since, until = sorted(draw.randrange(start - 10**9, end + 10**9) for _ in range(2))
+        since, until = draw.choice([(since, until), (since, None), (None, until)])
+        whole = summaries.figures(memory._scanned_rows(templates, [(
+            -(2 ** 63) if since is None else since, 2 ** 63 - 1 if until is None else until)]))
+        got = {stat.template_id: stat for stat in memory.stats(templates, since, until)}
+        assert {tid: (f.count, f.first_seen_ns, f.last_seen_ns, f.top_values) for tid, f in whole.items()} == {
+            tid: (g.count, g.first_seen_ns, g.last_seen_ns, g.top_values) for tid, g in got.items()}, (since, until)
 
 
 def test_merges_go_level_by_level_up_to_the_top():

@@ -13,6 +13,7 @@ from monologue.agent.memory import LanceStore
 from monologue.agent.recall import SpaceMemory
 from monologue.agent.space import Space
 
+EVER = (-(2 ** 63), 2 ** 63 - 1)
 HOUR_10 = int(datetime(2026, 11, 2, 10, tzinfo=timezone.utc).timestamp()) * 10**9
 NS = 123456789  # every line's fraction of a second: timestamps need nanoseconds
 
@@ -46,7 +47,7 @@ def scanned(space: Space, store: LanceStore, tid: str, since=None, until=None):
     shutil.move(f"{space.uri}/_index/summaries", saved)
     try:
         memory = SpaceMemory(space, store)
-        assert memory._summed_rows(memory._index(), [tid], since, until) is None
+        assert memory._split_rows(memory._index(), [tid], *EVER) is None
         return memory.stats([tid], since, until)
     finally:
         shutil.move(saved, f"{space.uri}/_index/summaries")
@@ -56,7 +57,7 @@ def test_summed_figures_equal_a_scan_of_every_line(tmp_path, local_embedder):
     space, store = indexed_space(tmp_path, local_embedder)
     memory = SpaceMemory(space, store)
     tid = placed_template(memory)
-    assert memory._summed_rows(memory._index(), [tid], None, None)  # the figures come from the summaries
+    assert memory._split_rows(memory._index(), [tid], *EVER)[0]  # the figures come from the summaries
     stat, = memory.stats([tid], None, None)
     assert stat.count == 240
     assert (stat.first_seen_ns, stat.last_seen_ns) == (HOUR_10 + NS, HOUR_10 + (3600 + 59 * 60 + 30) * 10**9 + NS)
@@ -68,23 +69,34 @@ def test_summed_figures_equal_a_scan_of_every_line(tmp_path, local_embedder):
     assert scanned(space, store, tid) == [stat]
 
 
-def test_a_range_inside_whole_objects_is_summed_and_one_across_an_object_is_scanned(tmp_path, local_embedder):
+def test_a_range_inside_whole_objects_is_summed_and_one_across_an_object_is_scanned(tmp_path, local_embedder,
+                                                                                    monkeypatch):
     space, store = indexed_space(tmp_path, local_embedder)
+    read, connect_objects = [], Space.connect_objects
+    monkeypatch.setattr(Space, "connect_objects", lambda self, objects, files: read.append(objects) or
+                        connect_objects(self, objects, files))
     memory = SpaceMemory(space, store)
     tid = placed_template(memory)
     hour = 3600 * 10**9
 
     second_hour = (HOUR_10 + hour, HOUR_10 + 2 * hour)
-    assert memory._summed_rows(memory._index(), [tid], *second_hour)
+    assert memory._split_rows(memory._index(), [tid], *second_hour)[1] == []  # nothing to scan
     stat, = memory.stats([tid], *second_hour)
+    assert read == []
     assert stat.count == 120 and stat.first_seen_ns == HOUR_10 + hour + NS
     assert ("user", "u10", 8) in stat.top_values  # 15 users in this hour alone: shown
     assert scanned(space, store, tid, *second_hour) == [stat]
 
     half_past_ten = (HOUR_10 + hour // 2, None)
-    assert memory._summed_rows(memory._index(), [tid], *half_past_ten) is None  # the 10:00 object straddles it
+    read.clear()
+    # the 10:00 object straddles it: its part of the range is scanned, the 11:00 object summed
+    summed, edges = memory._split_rows(memory._index(), [tid], half_past_ten[0], EVER[1])
+    assert edges == [(HOUR_10 + hour // 2, HOUR_10 + (3600 - 30) * 10**9 + NS + 1)]
+    assert {row[4] for row in summed} >= {HOUR_10 + hour + NS}
     stat, = memory.stats([tid], *half_past_ten)
     assert stat.count == 60 + 120 and stat.first_seen_ns == HOUR_10 + hour // 2 + NS
+    assert [len(objects) for objects in read] == [1]  # the 10:00 object alone was read
+    assert scanned(space, store, tid, *half_past_ten) == [stat]
 
 
 def test_field_values_are_redacted_in_the_figures(tmp_path, local_embedder):

@@ -146,16 +146,21 @@ class SpaceMemory:
 
     def stats(self, template_ids: list[str], since_ns: int | None, until_ns: int | None) -> list[TemplateStat]:
         """Exact figures of these templates: summed from the indexer's summaries
-        when they cover the question's range, else by a scan of the lines."""
+        where they lie inside the question's range, the rest by a scan of the lines."""
         if not template_ids:
             return []
         index = self._index()
         if since_ns is None and until_ns is None and index.figures is not None:
             figures = index.figures
         else:
-            rows = self._summed_rows(index, template_ids, since_ns, until_ns)
-            if rows is None:
-                rows = self._scanned_rows(template_ids, since_ns, until_ns)
+            since = -(2 ** 63) if since_ns is None else since_ns
+            until = 2 ** 63 - 1 if until_ns is None else until_ns
+            split = self._split_rows(index, template_ids, since, until)
+            if split is None:
+                rows = self._scanned_rows(template_ids, [(since, until)])
+            else:
+                rows, edges = split
+                rows += self._scanned_rows(template_ids, edges) if edges else []
             figures = summaries.figures(rows)
         return [TemplateStat(self.space.name, tid, index.texts.get(tid, ""), f.count, f.first_seen_ns,
                              f.last_seen_ns, f.top_values)
@@ -180,40 +185,41 @@ class SpaceMemory:
         return index
 
     @staticmethod
-    def _summed_rows(index: _IndexFigures, template_ids: list[str], since_ns: int | None,
-                     until_ns: int | None) -> list[tuple] | None:
-        """Summary rows of the objects inside the range; None if there are no
-        summaries or an object straddles an edge of the range."""
+    def _split_rows(index: _IndexFigures, template_ids: list[str], since: int,
+                    until: int) -> tuple[list[tuple], list[tuple[int, int]]] | None:
+        """The summary rows that lie inside [since, until), and the windows left
+        to scan: where a row (a time bucket or an object) straddles an edge of the
+        range. A row that meets a window goes to the scan whole, widening it, so
+        each line is counted once, by its row or by the scan. None: no summaries."""
         if index.rows is None:
             return None
-        since = since_ns if since_ns is not None else -(2 ** 63)
-        until = until_ns if until_ns is not None else 2 ** 63 - 1
         rows = [row for tid in template_ids for row in index.rows.get(tid, ()) if row[5] >= since and row[4] < until]
-        if any(key is None and (first < since or last >= until) for _, key, _, _, first, last in rows):
-            return None
-        return rows
+        windows = _merged([(max(row[4], since), min(row[5] + 1, until)) for row in rows
+                           if row[4] < since or row[5] >= until])
+        inside = [row for row in rows if row[4] >= since and row[5] < until]
+        while windows:
+            meets = [_meets(windows, (row[4], row[5] + 1)) for row in inside]
+            if not any(meets):
+                break
+            windows = _merged(windows + [(row[4], row[5] + 1) for row, m in zip(inside, meets) if m])
+            inside = [row for row, m in zip(inside, meets) if not m]
+        return inside, windows
 
-    def _scanned_rows(self, template_ids: list[str], since_ns: int | None, until_ns: int | None) -> list[tuple]:
-        """Summary rows of the lines themselves: a scan."""
-        where, params = ["template_id IN (SELECT unnest(?))"], [template_ids]
-        if since_ns is not None:
-            where.append("epoch_ns(timestamp) >= ?")
-            params.append(since_ns)
-        if until_ns is not None:
-            where.append("epoch_ns(timestamp) < ?")
-            params.append(until_ns)
-        window = (-(2 ** 63) if since_ns is None else since_ns, 2 ** 63 - 1 if until_ns is None else until_ns)
+    def _scanned_rows(self, template_ids: list[str], windows: list[tuple[int, int]]) -> list[tuple]:
+        """Summary rows of the lines themselves, inside these [since, until) windows: a scan."""
+        inside = " OR ".join(["(epoch_ns(timestamp) >= ? AND epoch_ns(timestamp) < ?)"] * len(windows))
+        params = [template_ids] + [bound for window in windows for bound in window]
 
         def summarize(con):
             # Read once: the summary's queries name their source three times.
             con.execute("CREATE OR REPLACE TEMP TABLE scanned AS SELECT template_id, timestamp, labels, fields "
-                        f"FROM logs WHERE {' AND '.join(where)}", params)
+                        f"FROM logs WHERE template_id IN (SELECT unnest(?)) AND ({inside})", params)
             try:
                 return summaries.summarize(con, "scanned", self.redactor)
             finally:
                 con.execute("DROP TABLE scanned")
 
-        scanned = self._scan([window], summarize)
+        scanned = self._scan(windows, summarize)
         return list(zip(*(scanned[c].to_pylist() for c in ("template_id", "key", "value", "lines")),
                         *(pc.cast(scanned[c], "int64").to_pylist() for c in ("first_seen", "last_seen"))))
 
@@ -236,19 +242,10 @@ class SpaceMemory:
     def _objects_meeting(self, intervals: list[tuple[int, int]]) -> tuple[list[str], list[str]]:
         """The indexed objects whose spans meet these intervals, and the index
         files (relative to the index) with their lines' templates."""
-        merged: list[list[int]] = []
-        for since, until in sorted(intervals):
-            if merged and since <= merged[-1][1]:
-                merged[-1][1] = max(merged[-1][1], until)
-            else:
-                merged.append([since, until])
-        starts = [since for since, _ in merged]
+        merged = _merged(intervals)
 
         def meets(span: tuple[int, int] | None) -> bool:
-            if span is None:  # no span in its name: it may hold any time
-                return True
-            i = bisect.bisect_left(starts, span[1])  # the intervals that start before the span ends
-            return i > 0 and merged[i - 1][1] > span[0]
+            return span is None or _meets(merged, span)  # no span in its name: it may hold any time
 
         state = self.space.index_state()
         objects, files = [], []
@@ -277,6 +274,23 @@ class SpaceMemory:
         if figures is not None:
             return sum(f.count for f in figures.values())
         return self.sql("SELECT count(*) FROM logs WHERE template_id IS NOT NULL", lines=True)[0][0]
+
+
+def _merged(intervals: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """[since, until) intervals, sorted and joined where they meet."""
+    out: list[tuple[int, int]] = []
+    for since, until in sorted(intervals):
+        if out and since <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], until))
+        else:
+            out.append((since, until))
+    return out
+
+
+def _meets(merged: list[tuple[int, int]], span: tuple[int, int]) -> bool:
+    """Whether [start, end) overlaps any of these _merged() intervals."""
+    i = bisect.bisect_left(merged, (span[1],))  # the intervals that start before the span ends
+    return i > 0 and merged[i - 1][1] > span[0]
 
 
 def recall(memories: list[SpaceMemory], question: str, vector: np.ndarray | None, top_k: int,
