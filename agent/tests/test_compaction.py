@@ -228,12 +228,16 @@ def test_an_agents_reload_lists_none_of_the_spaces_objects(tmp_path, local_embed
 
 
 def test_a_range_is_still_answered_after_a_retention_rule_deleted_an_indexed_object(tmp_path, local_embedder,
-                                                                                  small_segments):
+                                                                                  small_segments, monkeypatch):
     space = Space("shop", str(tmp_path / "data"), collection="shop")
     ship(tmp_path, space, range(6))
     Indexer(space, LanceStore(str(tmp_path / "memory")), local_embedder).run_once()
     objects = sorted((tmp_path / "data").glob("dt=*/*.parquet"))
     objects[2].unlink()  # the index still names it
+    # not by a listing of the Space: only the objects at hand are looked up
+    dataset = Space._dataset
+    monkeypatch.setattr(Space, "_dataset", lambda self, relative, schema: pytest.fail("listed the Space")
+                        if relative == "" else dataset(self, relative, schema))
     memory = SpaceMemory(space, None)
     since = dt.datetime(2026, 11, 2, 10, 0, 30, tzinfo=dt.timezone.utc).timestamp()
     assert sum(s.count for s in memory.stats(list(memory._index().texts), int(since * 1e9), None)) == 2 + 3 * 12

@@ -13,6 +13,7 @@ summed from the indexer's per-object summaries (summaries.py) with DuckDB, so
 from __future__ import annotations
 
 import bisect
+import contextlib
 import threading
 from dataclasses import dataclass, field
 
@@ -228,16 +229,18 @@ class SpaceMemory:
         objects that may hold a line inside these [since, until) intervals, by
         the spans in their names: the index names them, so nothing is listed,
         and a Space that followed Loki for days is not read whole for a minute."""
-        objects, index_files = self._objects_meeting(intervals)
-        con = self.space.connect_objects(objects, index_files)
-        try:
-            return work(con)
-        except (duckdb.IOException, duckdb.InvalidInputException):
-            # An object is gone (a retention rule) or an index file was merged
-            # away meanwhile: read what is there now, by a listing.
-            return self._with_connection(work, lines=True)
-        finally:
-            con.close()
+        for attempt in range(2):
+            objects, index_files = self._objects_meeting(intervals)
+            if attempt:
+                # An object is gone (a retention rule), or an index file was merged away
+                # meanwhile: the index as it is now, and of its objects those still there.
+                objects = self.space.existing(objects)
+            with contextlib.closing(self.space.connect_objects(objects, index_files)) as con:
+                try:
+                    return work(con)
+                except (duckdb.IOException, duckdb.InvalidInputException):
+                    if attempt:
+                        raise
 
     def _objects_meeting(self, intervals: list[tuple[int, int]]) -> tuple[list[str], list[str]]:
         """The indexed objects whose spans meet these intervals, and the index

@@ -198,6 +198,12 @@ class Space:
         self._load_summaries(con, state)
         return self._locked(con)
 
+    def existing(self, objects: list[str]) -> list[str]:
+        """Those of these objects that storage still has."""
+        fs, root = storage.filesystem(self.uri)
+        infos = fs.get_file_info([storage.join(root, key) for key in objects])
+        return [key for key, info in zip(objects, infos) if info.type == pafs.FileType.File]
+
     def connect_objects(self, objects: list[str], index_files: list[str]) -> duckdb.DuckDBPyConnection:
         """A DuckDB connection whose `logs` view reads exactly these objects,
         their template ids from these index files (relative to INDEX_DIR): a
