@@ -50,10 +50,9 @@ class TemplateFigures:
     top_values: list[tuple[str, str, int]] = field(default_factory=list)
 
 
-def summarize(con: duckdb.DuckDBPyConnection, source: str, redactor: Redactor,
-              params: list | None = None) -> pa.Table:
-    """The summary rows of `source` (a table or a parenthesised query with
-    columns template_id, timestamp, labels, fields)."""
+def summarize(con: duckdb.DuckDBPyConnection, source: str, redactor: Redactor) -> pa.Table:
+    """The summary rows of `source` (a table with columns template_id,
+    timestamp, labels, fields)."""
     totals = f"""SELECT template_id, NULL::VARCHAR AS key, NULL::VARCHAR AS value, count(*) AS lines,
                         min(timestamp) AS first_seen, max(timestamp) AS last_seen
                  FROM {source} s WHERE template_id IS NOT NULL GROUP BY template_id"""
@@ -72,9 +71,8 @@ def summarize(con: duckdb.DuckDBPyConnection, source: str, redactor: Redactor,
         SELECT template_id, key, CASE WHEN distinct_values <= {MAX_DISTINCT} THEN value END AS value,
                lines, first_seen, last_seen
         FROM ranked WHERE distinct_values <= {MAX_DISTINCT} OR rank = 1"""
-    # `values` names the source twice: a filtered source's parameters go twice.
-    total_rows = con.sql(totals, params=params or None).to_arrow_table()
-    value_rows = con.sql(values, params=(params or []) * 2 or None).to_arrow_table()
+    total_rows = con.sql(totals).to_arrow_table()
+    value_rows = con.sql(values).to_arrow_table()
     return pa.concat_tables([total_rows.cast(SUMMARY_SCHEMA), _redacted(value_rows.cast(SUMMARY_SCHEMA), redactor)])
 
 
