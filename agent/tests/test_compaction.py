@@ -320,3 +320,21 @@ def test_an_objects_span_is_read_from_the_shippers_and_ingests_names():
     assert object_span("dt=2026-11-02/20261102T100000.250000Z_20261102T100011.999999Z_9f2c-0000.parquet") == (
         start, start + 12 * second)
     assert object_span("dt=2026-11-02/export.parquet") is None  # may hold any time: always read
+
+
+def test_monologue_sql_over_a_time_range_reads_only_the_objects_that_meet_it(tmp_path, monkeypatch, capsys):
+    from monologue.agent import cli
+    from monologue.agent.space import SpaceRegistry
+
+    space = SpaceRegistry(tmp_path / "home").create("shop")
+    ship(tmp_path, space, range(6))
+    read, files_dataset = [], Space._files_dataset
+    monkeypatch.setattr(Space, "_files_dataset", lambda self, relative, schema: read.append(relative) or
+                        files_dataset(self, relative, schema))
+    assert cli.main(["--home", str(tmp_path / "home"), "sql", "--space", "shop", "--since", "2026-11-02T10:00:30Z",
+                     "--until", "2026-11-02T10:01:05Z", "SELECT count(*), min(timestamp) FROM logs"]) == 0
+    # flush 1's last 2 lines, flush 2's 12, flush 3's first 5 (10:01:00-04)
+    assert capsys.readouterr().out.splitlines()[1].startswith("19\t2026-11-02 10:00:30")
+    objects = sorted(key for keys in read for key in keys if not key.startswith("_index"))
+    every = sorted(str(p.relative_to(space.uri)) for p in Path(space.uri).glob("dt=*/*.parquet"))
+    assert objects == every[1:4]

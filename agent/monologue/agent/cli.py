@@ -125,7 +125,7 @@ def cmd_sql(args) -> int:
 
     memory = wiring.embedded_memory(SpaceRegistry(args.home), args.space)
     try:
-        result = memory.space.connect().execute(args.query)
+        result = memory.space.connect(since_ns=args.since, until_ns=args.until).execute(args.query)
     except duckdb.Error as err:
         return _err(str(err))
     columns = [d[0] for d in result.description]
@@ -362,6 +362,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sql", help="run SQL over a Space's views `logs` and `templates`")
     p.add_argument("--space", required=True)
+    p.add_argument("--since", type=_time_ns,
+                   help="the views hold only lines at or after this ISO time (and read only their objects)")
+    p.add_argument("--until", type=_time_ns, help="the views hold only lines before this ISO time")
     p.add_argument("query")
     p.set_defaults(run=cmd_sql)
 

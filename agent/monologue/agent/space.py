@@ -177,16 +177,25 @@ class Space:
                               columns=["object"], schema=SEGMENT_OBJECTS_SCHEMA)
         return table["object"].to_pylist()
 
-    def connect(self, lines: bool = True) -> duckdb.DuckDBPyConnection:
+    def connect(self, lines: bool = True, since_ns: int | None = None,
+                until_ns: int | None = None) -> duckdb.DuckDBPyConnection:
         """A DuckDB connection with the index's tables (line_templates,
         template_texts, template_summaries) and, with `lines`, the `logs` and
-        `templates` views over the Space's objects, which are listed only then."""
+        `templates` views over the Space's objects, which are listed only then.
+        With a time range, `logs` holds the lines inside it, read from the
+        objects whose names' spans meet it alone."""
         con = duckdb.connect(config={"threads": str(os.cpu_count() or 1)})
         state = self.index_state()
         con.register("line_templates", self._index_dataset(state.files("lines"), LINE_TEMPLATES))
         con.register("template_texts", self._dataset(f"{INDEX_DIR}/templates", TEMPLATE_TEXTS))
-        if lines:
+        if lines and since_ns is None and until_ns is None:
             self._create_logs(con, self._dataset("", logschema.arrow_schema()))
+        elif lines:
+            since = -(2 ** 63) if since_ns is None else since_ns
+            until = 2 ** 63 - 1 if until_ns is None else until_ns
+            self._create_logs(con, self._files_dataset(self._objects_meeting(since, until), logschema.arrow_schema()),
+                              f"epoch_ns(r.timestamp) >= {int(since)} AND epoch_ns(r.timestamp) < {int(until)}")
+        if lines:
             con.execute(
                 """CREATE VIEW templates AS
                    SELECT l.template_id, any_value(t.template) AS template, count(*) AS lines,
@@ -213,9 +222,17 @@ class Space:
         self._create_logs(con, self._files_dataset(objects, logschema.arrow_schema()))
         return self._locked(con)
 
-    def _create_logs(self, con: duckdb.DuckDBPyConnection, raw_logs: ds.Dataset) -> None:
+    def _objects_meeting(self, since: int, until: int) -> list[str]:
+        """The Space's objects (listed) that may hold a line in [since, until)."""
+        fs, root = storage.filesystem(self.uri)
+        keys = [path[len(root):].lstrip("/") for path, _ in storage.list_files(fs, root)]
+        keys = [key for key in keys if not any(part[:1] in "_." for part in key.split("/"))]  # as a dataset skips
+        return [key for key in keys if (span := object_span(key)) is None or (span[0] < until and span[1] > since)]
+
+    def _create_logs(self, con: duckdb.DuckDBPyConnection, raw_logs: ds.Dataset, time_filter: str = "") -> None:
         con.register("raw_logs", raw_logs)
-        where = f"WHERE {self.where}" if self.where else ""
+        conditions = [f"({condition})" for condition in (self.where, time_filter) if condition]
+        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
         con.execute(
             f"""CREATE VIEW logs AS
                 SELECT r.*, i.template_id
