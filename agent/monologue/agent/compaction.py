@@ -45,8 +45,6 @@ MERGE_FACTOR = 8  # segments of one level that make one of the next
 TOP_LEVEL = 3  # not merged further: each ~18 h of following; rewriting days of lines again gains little
 GRACE_SECONDS = 60.0  # before a merged file is deleted: readers may still be opening it
 SEGMENT_LINES = LINE_TEMPLATES.append(pa.field("object", pa.string()))
-# merged: the object's own index files were merged into this segment (so are
-# deleted after it), not those of a member segment
 
 
 def bucket_seconds(level: int) -> int:

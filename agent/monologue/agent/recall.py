@@ -12,7 +12,6 @@ summed from the indexer's per-object summaries (summaries.py) with DuckDB, so
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import threading
 from dataclasses import dataclass, field
@@ -25,7 +24,8 @@ from . import summaries
 from . import terms as search_terms
 from .memory import RRF_K, Hit, MemoryStore, TemplateVectors, hybrid_search
 from .redact import Redactor
-from .space import LINES_DIR, Space, object_file, object_span, segment_file
+from .space import (LINES_DIR, Space, merged_spans, object_file, object_span, segment_file, span_meets,
+                    time_range)
 
 CANDIDATES_PER_RESULT = 3  # fetched per wanted line, so fusion has room
 # A view Space filters its source's memory after the search (its SQL filter may
@@ -138,7 +138,7 @@ class SpaceMemory:
             # A view Space shares its source's memory: keep what its filter keeps,
             # reading only the objects that may hold the hits.
             times = [h.timestamp_ns for h in hits]
-            around = ([(t, t + 1) for t in times] if None not in times else [(-(2 ** 63), 2 ** 63 - 1)])
+            around = ([(t, t + 1) for t in times] if None not in times else [time_range()])
             query = "SELECT line_id FROM logs WHERE line_id IN (SELECT unnest(?))"
             keep = {row[0] for row in self._scan(around, lambda con: con.execute(
                 query, [[h.line_id for h in hits]]).fetchall())}
@@ -154,8 +154,7 @@ class SpaceMemory:
         if since_ns is None and until_ns is None and index.figures is not None:
             figures = index.figures
         else:
-            since = -(2 ** 63) if since_ns is None else since_ns
-            until = 2 ** 63 - 1 if until_ns is None else until_ns
+            since, until = time_range(since_ns, until_ns)
             split = self._split_rows(index, template_ids, since, until)
             if split is None:
                 rows = self._scanned_rows(template_ids, [(since, until)])
@@ -195,14 +194,14 @@ class SpaceMemory:
         if index.rows is None:
             return None
         rows = [row for tid in template_ids for row in index.rows.get(tid, ()) if row[5] >= since and row[4] < until]
-        windows = _merged([(max(row[4], since), min(row[5] + 1, until)) for row in rows
+        windows = merged_spans([(max(row[4], since), min(row[5] + 1, until)) for row in rows
                            if row[4] < since or row[5] >= until])
         inside = [row for row in rows if row[4] >= since and row[5] < until]
         while windows:
-            meets = [_meets(windows, (row[4], row[5] + 1)) for row in inside]
+            meets = [span_meets(windows, (row[4], row[5] + 1)) for row in inside]
             if not any(meets):
                 break
-            windows = _merged(windows + [(row[4], row[5] + 1) for row, m in zip(inside, meets) if m])
+            windows = merged_spans(windows + [(row[4], row[5] + 1) for row, m in zip(inside, meets) if m])
             inside = [row for row, m in zip(inside, meets) if not m]
         return inside, windows
 
@@ -245,10 +244,10 @@ class SpaceMemory:
     def _objects_meeting(self, intervals: list[tuple[int, int]]) -> tuple[list[str], list[str]]:
         """The indexed objects whose spans meet these intervals, and the index
         files (relative to the index) with their lines' templates."""
-        merged = _merged(intervals)
+        merged = merged_spans(intervals)
 
         def meets(span: tuple[int, int] | None) -> bool:
-            return span is None or _meets(merged, span)  # no span in its name: it may hold any time
+            return span is None or span_meets(merged, span)  # no span in its name: it may hold any time
 
         state = self.space.index_state()
         objects, files = [], []
@@ -277,23 +276,6 @@ class SpaceMemory:
         if figures is not None:
             return sum(f.count for f in figures.values())
         return self.sql("SELECT count(*) FROM logs WHERE template_id IS NOT NULL", lines=True)[0][0]
-
-
-def _merged(intervals: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """[since, until) intervals, sorted and joined where they meet."""
-    out: list[tuple[int, int]] = []
-    for since, until in sorted(intervals):
-        if out and since <= out[-1][1]:
-            out[-1] = (out[-1][0], max(out[-1][1], until))
-        else:
-            out.append((since, until))
-    return out
-
-
-def _meets(merged: list[tuple[int, int]], span: tuple[int, int]) -> bool:
-    """Whether [start, end) overlaps any of these _merged() intervals."""
-    i = bisect.bisect_left(merged, (span[1],))  # the intervals that start before the span ends
-    return i > 0 and merged[i - 1][1] > span[0]
 
 
 def recall(memories: list[SpaceMemory], question: str, vector: np.ndarray | None, top_k: int,

@@ -16,6 +16,7 @@ pyarrow datasets, and pyarrow.fs reaches S3 or the local disk.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import json
 import os
@@ -63,6 +64,28 @@ def object_span(key: str) -> tuple[int, int] | None:
     start, end = (int(dt.datetime.strptime(stamp, "%Y%m%dT%H%M%S").replace(tzinfo=dt.timezone.utc).timestamp())
                   for stamp in match.groups())
     return start * 10**9, (end + 1) * 10**9
+
+
+def time_range(since_ns: int | None = None, until_ns: int | None = None) -> tuple[int, int]:
+    """[since, until) in ns, an open end as far as nanoseconds go."""
+    return (-(2 ** 63) if since_ns is None else since_ns, 2 ** 63 - 1 if until_ns is None else until_ns)
+
+
+def merged_spans(intervals: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """[since, until) intervals, sorted and joined where they meet."""
+    out: list[tuple[int, int]] = []
+    for since, until in sorted(intervals):
+        if out and since <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], until))
+        else:
+            out.append((since, until))
+    return out
+
+
+def span_meets(merged: list[tuple[int, int]], span: tuple[int, int]) -> bool:
+    """Whether [start, end) overlaps any of these merged_spans() intervals."""
+    i = bisect.bisect_left(merged, (span[1],))  # the intervals that start before the span ends
+    return i > 0 and merged[i - 1][1] > span[0]
 
 
 def segment_file(name: str, kind: str) -> str:
@@ -191,9 +214,9 @@ class Space:
         if lines and since_ns is None and until_ns is None:
             self._create_logs(con, self._dataset("", logschema.arrow_schema()))
         elif lines:
-            since = -(2 ** 63) if since_ns is None else since_ns
-            until = 2 ** 63 - 1 if until_ns is None else until_ns
-            self._create_logs(con, self._files_dataset(self._objects_meeting(since, until), logschema.arrow_schema()),
+            since, until = time_range(since_ns, until_ns)
+            objects = self._listed_objects_meeting(since, until)
+            self._create_logs(con, self._files_dataset(objects, logschema.arrow_schema()),
                               f"epoch_ns(r.timestamp) >= {int(since)} AND epoch_ns(r.timestamp) < {int(until)}")
         if lines:
             con.execute(
@@ -222,12 +245,12 @@ class Space:
         self._create_logs(con, self._files_dataset(objects, logschema.arrow_schema()))
         return self._locked(con)
 
-    def _objects_meeting(self, since: int, until: int) -> list[str]:
-        """The Space's objects (listed) that may hold a line in [since, until)."""
+    def _listed_objects_meeting(self, since: int, until: int) -> list[str]:
+        """The Space's objects, listed, that may hold a line in [since, until)."""
         fs, root = storage.filesystem(self.uri)
         keys = [path[len(root):].lstrip("/") for path, _ in storage.list_files(fs, root)]
         keys = [key for key in keys if not any(part[:1] in "_." for part in key.split("/"))]  # as a dataset skips
-        return [key for key in keys if (span := object_span(key)) is None or (span[0] < until and span[1] > since)]
+        return [key for key in keys if (span := object_span(key)) is None or span_meets([(since, until)], span)]
 
     def _create_logs(self, con: duckdb.DuckDBPyConnection, raw_logs: ds.Dataset, time_filter: str = "") -> None:
         con.register("raw_logs", raw_logs)
