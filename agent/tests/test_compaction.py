@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from monologue.agent import compaction, indexer as indexer_module
+from monologue.agent import compaction, indexer as indexer_module, storage
 from monologue.agent.indexer import Indexer
 from monologue.agent.ingest import ingest
 from monologue.agent.memory import LanceStore
@@ -207,22 +207,22 @@ def test_an_agents_reload_lists_none_of_the_spaces_objects(tmp_path, local_embed
     ship(tmp_path, space, range(6))
     Indexer(space, LanceStore(str(tmp_path / "memory")), local_embedder).run_once()
     listed, scanned = [], []
-    dataset, connect_objects = Space._dataset, Space.connect_objects
-    monkeypatch.setattr(Space, "_dataset", lambda self, relative, schema: listed.append(relative) or dataset(
-        self, relative, schema))
+    listing, connect_objects = Space._listed_objects_meeting, Space.connect_objects
+    monkeypatch.setattr(Space, "_listed_objects_meeting", lambda self, *args: listed.append(args) or listing(
+        self, *args))
     monkeypatch.setattr(Space, "connect_objects", lambda self, objects, files: scanned.append(objects) or
                         connect_objects(self, objects, files))
     memory = SpaceMemory(space, None)
     templates = list(memory._index().texts)
     assert sum(s.count for s in memory.stats(templates, None, None)) == 72
     assert memory.line_count() == 72  # what ListSpaces says
-    assert listed.count("") == 0  # the figures come from the index alone
+    assert not listed  # the figures come from the index alone
     day = dt.datetime(2026, 11, 2, 10, 0, 30, tzinfo=dt.timezone.utc).timestamp()
     # a time range that cuts the 10:00 bucket (flushes 0-2) is exact (flush 1's last 2 lines, flushes 2-5):
     # that bucket's part of it is scanned, from the objects the index names whose spans meet it
     # (flushes 1 and 2; nothing is listed), the rest summed
     assert sum(s.count for s in memory.stats(templates, int(day * 1e9), None)) == 2 + 4 * 12
-    assert listed.count("") == 0
+    assert not listed
     every = sorted(str(p.relative_to(tmp_path / "data")) for p in (tmp_path / "data").glob("dt=*/*.parquet"))
     assert sorted(scanned[-1]) == every[1:3]
 
@@ -235,9 +235,7 @@ def test_a_range_is_still_answered_after_a_retention_rule_deleted_an_indexed_obj
     objects = sorted((tmp_path / "data").glob("dt=*/*.parquet"))
     objects[2].unlink()  # the index still names it
     # not by a listing of the Space: only the objects at hand are looked up
-    dataset = Space._dataset
-    monkeypatch.setattr(Space, "_dataset", lambda self, relative, schema: pytest.fail("listed the Space")
-                        if relative == "" else dataset(self, relative, schema))
+    monkeypatch.setattr(Space, "_listed_objects_meeting", lambda *args: pytest.fail("listed the Space"))
     memory = SpaceMemory(space, None)
     since = dt.datetime(2026, 11, 2, 10, 0, 30, tzinfo=dt.timezone.utc).timestamp()
     assert sum(s.count for s in memory.stats(list(memory._index().texts), int(since * 1e9), None)) == 2 + 3 * 12
@@ -338,3 +336,153 @@ def test_monologue_sql_over_a_time_range_reads_only_the_objects_that_meet_it(tmp
     objects = sorted(key for keys in read for key in keys if not key.startswith("_index"))
     every = sorted(str(p.relative_to(space.uri)) for p in Path(space.uri).glob("dt=*/*.parquet"))
     assert objects == every[1:4]
+
+
+# ---------------------------------------------------------------- combining the shipper's small objects
+
+def ship_as_shipper(tmp_path, space, flushes: range, checkpoint_after: int | None) -> list[str]:
+    """Objects named as the shipper names them (one per 20 s flush), and its
+    checkpoint at the end of flush `checkpoint_after`; returns their keys."""
+    from tqdm import tqdm
+
+    from monologue.agent.ingest import parse
+
+    keys, (fs, root) = [], storage.filesystem(space.uri)
+    for flush in flushes:
+        log = tmp_path / f"flush-{flush}.log"
+        log.write_text("\n".join(flush_lines(flush)) + "\n")
+        with tqdm(disable=True) as progress:
+            table = pa.concat_tables(list(parse(log, {"app": "shop"}, progress)))
+        start = dt.datetime(2026, 11, 2, 10, tzinfo=dt.timezone.utc) + dt.timedelta(seconds=20 * flush)
+        key = f"dt=2026-11-02/{start:%Y%m%dT%H%M%SZ}_{start + dt.timedelta(seconds=20):%Y%m%dT%H%M%SZ}.parquet"
+        storage.write_atomic(fs, storage.join(root, key), storage.parquet_bytes(table))
+        keys.append(key)
+    if checkpoint_after is not None:
+        until = dt.datetime(2026, 11, 2, 10, tzinfo=dt.timezone.utc) + dt.timedelta(seconds=20 * (checkpoint_after + 1))
+        storage.write_atomic(fs, storage.join(root, "_checkpoint.json"),
+                             f'{{"version": 1, "complete_until": "{until:%Y-%m-%dT%H:%M:%S}Z"}}'.encode())
+    return keys
+
+
+def objects_in(space: Space) -> list[str]:
+    fs, root = storage.filesystem(space.uri)
+    return sorted(key for path, _ in storage.list_files(fs, root) if (key := path[len(root) + 1:]).startswith("dt="))
+
+
+def test_the_shippers_small_objects_behind_its_checkpoint_are_combined_with_the_same_figures(
+        tmp_path, local_embedder, small_segments):
+    plain = Space("plain", str(tmp_path / "plain" / "data"), collection="plain")
+    ship_as_shipper(tmp_path, plain, range(10), checkpoint_after=None)  # no checkpoint: nothing combined
+    Indexer(plain, LanceStore(str(tmp_path / "plain" / "memory")), local_embedder).run_once()
+    before = figures(plain)
+    assert before["lines"] == before["mapped"] == 120 and len(objects_in(plain)) == 10
+
+    space = Space("shop", str(tmp_path / "data"), collection="shop")
+    # The shipper has checkpointed flushes 0-6; flush 7 is the object a restart would adopt.
+    shipped = ship_as_shipper(tmp_path, space, range(10), checkpoint_after=6)
+    store = LanceStore(str(tmp_path / "memory"))
+    indexer = Indexer(space, store, local_embedder)
+    assert indexer.run_once().segments == 3  # 4 + 4 objects: two level-0 segments, and a level-1 of them
+    combined = [key for key in objects_in(space) if "_combined-" in key]
+    # flushes 0-3 make one object, 4-6 another; 7 is beyond the checkpoint, 8-9 not in a segment yet
+    assert [key.split("/")[1][:33] for key in combined] == ["20261102T100000Z_20261102T100120Z",
+                                                          "20261102T100120Z_20261102T100220Z"]
+    assert figures(space) == before  # the parts are still there, read by no one twice
+
+    indexer.compact(now=time.time() + compaction.GRACE_SECONDS)
+    assert objects_in(space) == sorted(combined + shipped[7:])
+    assert figures(space) == before
+    # Another Space's question over a range reads the combined objects where they meet it.
+    memory = SpaceMemory(space, None)
+    since = int(dt.datetime(2026, 11, 2, 10, 0, 30, tzinfo=dt.timezone.utc).timestamp() * 1e9)
+    assert sum(s.count for s in memory.stats(list(memory._index().texts), since, None)) == 2 + 8 * 12
+
+    # A restarted indexer indexes nothing again: the combined objects are known.
+    restarted = Indexer(space, store, local_embedder)
+    assert restarted.run_once().objects == 0
+    assert store.count("shop") == 120 and figures(space) == before
+
+
+def test_any_range_over_combined_objects_gets_the_figures_of_a_scan(tmp_path, local_embedder, small_segments):
+    from monologue.agent import summaries
+
+    space = Space("shop", str(tmp_path / "data"), collection="shop")
+    ship_as_shipper(tmp_path, space, range(19), checkpoint_after=17)
+    indexer = Indexer(space, LanceStore(str(tmp_path / "memory")), local_embedder)
+    indexer.run_once()
+    indexer.compact(now=time.time() + compaction.GRACE_SECONDS)
+    assert sum("_combined-" in key for key in objects_in(space)) == 4
+    memory = SpaceMemory(space, None)
+    templates = list(memory._index().texts)
+    second = 10**9
+    start = int(dt.datetime(2026, 11, 2, 10, tzinfo=dt.timezone.utc).timestamp()) * second
+    for since in range(start - second, start + 19 * 20 * second, 37 * second):
+        for until in (since + 5 * second, since + 95 * second, None):
+            whole = summaries.figures(memory._scanned_rows(templates, [(since, until or 2 ** 63 - 1)]))
+            got = {s.template_id: (s.count, s.first_seen_ns, s.last_seen_ns) for s in memory.stats(
+                templates, since, until)}
+            assert got == {tid: (f.count, f.first_seen_ns, f.last_seen_ns) for tid, f in whole.items()}
+            con = space.connect(True, since, until)
+            assert con.execute("SELECT count(*) FROM logs").fetchone()[0] == sum(c for c, _, _ in got.values())
+
+
+def test_a_combined_object_that_a_crash_left_unnamed_is_never_read_and_then_deleted(
+        tmp_path, local_embedder, small_segments):
+    space = Space("shop", str(tmp_path / "data"), collection="shop")
+    ship_as_shipper(tmp_path, space, range(4), checkpoint_after=3)
+    indexer = Indexer(space, LanceStore(str(tmp_path / "memory")), local_embedder)
+    with pytest.MonkeyPatch.context() as not_yet:
+        not_yet.setattr(compaction, "SEGMENT_OBJECTS", 10**9)
+        indexer.run_once()
+
+    def crash(*args):
+        raise OSError("the indexer's pod was killed")
+
+    # The combined object is written; the segment never is.
+    with pytest.MonkeyPatch.context() as killed, pytest.raises(OSError):
+        killed.setattr(compaction.storage, "write_atomic", crash)
+        indexer.compact()
+    orphan = [key for key in objects_in(space) if "_combined-" in key]
+    assert len(orphan) == 1 and not space.index_state().segments
+    assert figures(space)["lines"] == 48  # not 96: the unnamed object is not read
+
+    restarted = Indexer(space, LanceStore(str(tmp_path / "memory")), local_embedder)
+    with pytest.MonkeyPatch.context() as not_yet:
+        not_yet.setattr(compaction, "SEGMENT_OBJECTS", 10**9)
+        assert restarted.run_once().objects == 0  # not indexed: its lines are, as its parts'
+    assert orphan[0] not in objects_in(space)
+    restarted.compact()
+    restarted.compact(now=time.time() + compaction.GRACE_SECONDS)
+    assert objects_in(space) == orphan  # the merge again, under the same name, and named now
+    assert figures(space)["lines"] == 48
+
+
+def test_only_small_objects_behind_the_checkpoint_in_one_directory_are_combined(monkeypatch):
+    monkeypatch.setattr(compaction, "SMALL_OBJECT_BYTES", 100)
+    monkeypatch.setattr(compaction, "COMBINED_OBJECT_BYTES", 250)
+    keys = [f"dt=2026-11-02/20261102T2359{s:02d}Z_20261102T2359{s + 2:02d}Z.parquet" for s in range(48, 58, 2)]
+    keys += ["dt=2026-11-03/20261102T235958Z_20261103T000000Z.parquet",
+             "dt=2026-11-03/20261103T000000Z_20261103T000002Z.parquet",
+             "dt=2026-11-03/20261103T000002Z_20261103T000004Z.parquet"]
+    sizes = dict(zip(keys, [50, 50, 50, 200, 50, 50, 50, 50]))
+    until = int(dt.datetime(2026, 11, 3, 0, 0, 2, tzinfo=dt.timezone.utc).timestamp()) * 10**9
+    # up to 250 bytes a run; 200 bytes is not small; a new day, a new run; 00:00:02-04 is beyond the checkpoint
+    assert compaction.combined_runs(keys, sizes, until) == [keys[0:3], keys[5:7]]
+    assert compaction.combined_runs(keys, sizes, None) == []  # no shipper, no checkpoint: nothing
+    assert compaction.combined_key(keys[0:3]) .startswith(
+        "dt=2026-11-02/20261102T235948Z_20261102T235954Z_combined-")
+
+
+def test_the_shippers_small_objects_are_combined_on_s3(s3_env, tmp_path, local_embedder, small_segments):
+    import boto3
+
+    boto3.client("s3").create_bucket(Bucket="combined")
+    space = Space("shop", "s3://combined/default/shop", collection="shop")
+    shipped = ship_as_shipper(tmp_path, space, range(6), checkpoint_after=5)
+    indexer = Indexer(space, LanceStore(str(tmp_path / "memory")), local_embedder)
+    indexer.run_once()
+    indexer.compact(now=time.time() + compaction.GRACE_SECONDS)
+    combined = [key for key in objects_in(space) if "_combined-" in key]
+    assert len(combined) == 1 and objects_in(space) == sorted(combined + shipped[4:])
+    got = figures(space)
+    assert (got["lines"], got["mapped"], got["template_lines"], got["unmapped"]) == (72, 72, 72, 0)

@@ -19,6 +19,17 @@ state names a new segment in place of its members in one write, so a merge
 is seen whole or not at all. The members' files are deleted GRACE_SECONDS
 later, when no reader can still be opening them.
 
+The shipper's small objects themselves are combined as well, when their
+level-0 segment is written: runs of objects under SMALL_OBJECT_BYTES become
+one object of up to COMBINED_OBJECT_BYTES, `<start>_<end>_combined-<hash>`
+beside them, so a day of following is ~700 objects to read, not 43,200. Only
+objects behind the shipper's checkpoint are combined: a restarted shipper
+adopts the one beyond it. The segment's objects file says which object holds
+each one's lines now (stored_in); readers follow it, and the parts are
+deleted after the grace period, like merged index files. Each line id stays
+with its own object in the lines file, so a backfill that rewrites one finds
+what was indexed of it.
+
 A segment's summary rows are summed per template, key, value and time
 bucket (a minute; an hour from level 2 on, about two hours of following), so
 figures stay cheap to load. A question's time range that cuts a bucket is
@@ -28,6 +39,10 @@ figures stay exact either way.
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
+import json
+import re
 from dataclasses import dataclass
 
 import duckdb
@@ -35,9 +50,9 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from . import storage
-from .space import (LINE_TEMPLATES, LINES_DIR, SEGMENT_OBJECTS_SCHEMA, SUMMARIES_DIR, IndexState, object_file,
-                    segment_file)
+from . import logschema, storage
+from .space import (CHECKPOINT_FILE, COMBINED_TAG, INDEX_DIR, LINE_TEMPLATES, LINES_DIR, SEGMENT_OBJECTS_SCHEMA,
+                    SUMMARIES_DIR, IndexState, object_file, object_span, segment_file)
 from .summaries import MAX_DISTINCT, SUMMARY_SCHEMA
 
 SEGMENT_OBJECTS = 64  # indexed objects that make a level-0 segment
@@ -45,6 +60,11 @@ MERGE_FACTOR = 8  # segments of one level that make one of the next
 TOP_LEVEL = 3  # not merged further: each ~18 h of following; rewriting days of lines again gains little
 GRACE_SECONDS = 60.0  # before a merged file is deleted: readers may still be opening it
 SEGMENT_LINES = LINE_TEMPLATES.append(pa.field("object", pa.string()))
+# A shipper object under SMALL_OBJECT_BYTES is combined with its neighbours into
+# one of up to COMBINED_OBJECT_BYTES (Parquet of ~1M log lines): few enough
+# objects to open, each small enough to rewrite once.
+SMALL_OBJECT_BYTES = 8 << 20
+COMBINED_OBJECT_BYTES = 64 << 20
 
 
 def bucket_seconds(level: int) -> int:
@@ -71,11 +91,53 @@ def next_merge(state: IndexState) -> Merge | None:
     return None
 
 
-class Compactor:
-    """Writes segments under a Space's index directory; the indexer owns the state."""
+def shipped_until(fs: pafs.FileSystem, root: str) -> int | None:
+    """The shipper's checkpoint (complete_until, in ns, whole seconds down), None without one."""
+    data = storage.read_or_none(fs, storage.join(root, CHECKPOINT_FILE))
+    try:
+        stamp = json.loads(data)["complete_until"] if data else ""
+    except (ValueError, KeyError, TypeError):
+        return None
+    match = re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", stamp or "")
+    if not match or not stamp.endswith("Z"):  # the shipper writes UTC
+        return None
+    return int(dt.datetime.fromisoformat(match.group(0)).replace(tzinfo=dt.timezone.utc).timestamp()) * 10**9
 
-    def __init__(self, fs: pafs.FileSystem, index_root: str):
-        self.fs, self.index_root = fs, index_root
+
+def combined_runs(keys: list[str], sizes: dict[str, int], shipped_until: int | None) -> list[list[str]]:
+    """Runs of these objects (in key order, which is time order) to combine:
+    small ones, behind the checkpoint, of one directory, up to COMBINED_OBJECT_BYTES."""
+    runs: list[list[str]] = []
+    run: list[str] = []
+    for key in sorted(keys):
+        span = object_span(key)
+        small = (shipped_until is not None and span is not None and span[1] - 10**9 <= shipped_until
+                 and sizes[key] < SMALL_OBJECT_BYTES and COMBINED_TAG not in key)
+        if run and not (small and key.rpartition("/")[0] == run[0].rpartition("/")[0]
+                        and sum(sizes[k] for k in run) + sizes[key] <= COMBINED_OBJECT_BYTES):
+            runs.append(run)
+            run = []
+        if small:
+            run.append(key)
+    runs.append(run)
+    return [run for run in runs if len(run) > 1]
+
+
+def combined_key(run: list[str]) -> str:
+    """<first start>_<last end>_combined-<hash of the parts>.parquet, beside the first:
+    its span covers theirs, and writing the same run again gives the same object."""
+    directory, _, first = run[0].rpartition("/")
+    start, end = first.split("_")[0], run[-1].rpartition("/")[2].split("_")[1].removesuffix(".parquet")
+    digest = hashlib.sha256("\n".join(run).encode()).hexdigest()[:12]
+    return storage.join(directory, f"{start}_{end}{COMBINED_TAG}{digest}.parquet")
+
+
+class Compactor:
+    """Writes segments under a Space's index directory, and combined objects
+    beside the Space's objects; the indexer owns the state."""
+
+    def __init__(self, fs: pafs.FileSystem, root: str):
+        self.fs, self.root, self.index_root = fs, root, storage.join(root, INDEX_DIR)
 
     def _path(self, relative: str) -> str:
         return storage.join(self.index_root, relative)
@@ -88,9 +150,14 @@ class Compactor:
         return all(self.fs.get_file_info(self._path(f"{SUMMARIES_DIR}/{object_file(key)}")).type
                    == pafs.FileType.File for key in merge.objects)
 
-    def write(self, merge: Merge, name: str, state: IndexState) -> None:
-        """Writes segment `name` from the merge's members. Lines are streamed
-        (a level-3 segment may hold a busy Space's day); summaries are small."""
+    def write(self, merge: Merge, name: str, state: IndexState, shipped_until: int | None = None) -> list[str]:
+        """Writes segment `name` from the merge's members, and first the objects
+        that combine its small objects behind `shipped_until` (returned). Lines
+        are streamed (a level-3 segment may hold a busy Space's day); summaries are small."""
+        stored_in: dict[str, str] = {}
+        for run in combined_runs(merge.objects, state.objects, shipped_until):
+            key = self._combine(run)
+            stored_in.update(dict.fromkeys(run, key))
         lines = [(f"{LINES_DIR}/{object_file(key)}", key) for key in merge.objects]
         lines += [(segment_file(member, "lines"), None) for member in merge.segments]
         with storage.open_atomic(self.fs, self._path(segment_file(name, "lines"))) as out, \
@@ -104,27 +171,45 @@ class Compactor:
         summaries = [self._read(f"{SUMMARIES_DIR}/{object_file(key)}", SUMMARY_SCHEMA) for key in merge.objects]
         summaries += [self._read(segment_file(member, "summaries"), SUMMARY_SCHEMA) for member in merge.segments]
         objects = [pa.table({"object": merge.objects, "size": [state.objects[k] for k in merge.objects],
-                             "merged": [True] * len(merge.objects)}, schema=SEGMENT_OBJECTS_SCHEMA)]
+                             "merged": [True] * len(merge.objects),
+                             "stored_in": [stored_in.get(k) for k in merge.objects]}, schema=SEGMENT_OBJECTS_SCHEMA)]
         for member in merge.segments:
             members = self._read(segment_file(member, "objects"), SEGMENT_OBJECTS_SCHEMA)
             objects.append(members.set_column(2, "merged", pa.array([False] * members.num_rows)))
         for kind, table in (("summaries", summed(pa.concat_tables(summaries), bucket_seconds(merge.level))),
                             ("objects", pa.concat_tables(objects))):
             storage.write_atomic(self.fs, self._path(segment_file(name, kind)), storage.parquet_bytes(table))
+        return list(dict.fromkeys(stored_in.values()))
 
-    def replaced(self, name: str, members: list[str]) -> list[str]:
-        """The files that segment `name` replaced: its objects' own and its member segments'."""
+    def _combine(self, run: list[str]) -> str:
+        """Writes the lines of these objects, in order, as one object; returns its key."""
+        key, schema = combined_key(run), logschema.arrow_schema()
+        with storage.open_atomic(self.fs, storage.join(self.root, key)) as out, \
+                pq.ParquetWriter(out, schema, compression="zstd") as writer:
+            for part in run:  # each is small (SMALL_OBJECT_BYTES)
+                writer.write_table(pq.read_table(storage.join(self.root, part), filesystem=self.fs, schema=schema))
+        return key
+
+    def replaced(self, name: str, members: list[str]) -> tuple[list[str], list[str]]:
+        """What segment `name` replaced: the index files (its objects' own and its
+        member segments'), and the objects that it combined into others."""
         try:
             objects = self._read(segment_file(name, "objects"), SEGMENT_OBJECTS_SCHEMA)
-            merged = objects.filter(objects["merged"])["object"].to_pylist()
+            objects = objects.filter(objects["merged"])
         except FileNotFoundError:  # itself merged and deleted since: its objects' files went before it
-            merged = []
+            objects = pa.table({"object": [], "stored_in": []}, pa.schema([("object", pa.string()),
+                                                                           ("stored_in", pa.string())]))
+        merged = objects["object"].to_pylist()
+        combined = [key for key, holder in zip(merged, objects["stored_in"].to_pylist()) if holder is not None]
         return ([f"{directory}/{object_file(key)}" for key in merged for directory in (LINES_DIR, SUMMARIES_DIR)]
-                + [segment_file(member, kind) for member in members for kind in ("lines", "summaries", "objects")])
+                + [segment_file(member, kind) for member in members for kind in ("lines", "summaries", "objects")],
+                combined)
 
-    def objects_of(self, name: str) -> dict[str, int]:
+    def objects_of(self, name: str) -> tuple[dict[str, int], set[str]]:
+        """A segment's objects (key -> size), and the combined objects that hold some of their lines."""
         table = self._read(segment_file(name, "objects"), SEGMENT_OBJECTS_SCHEMA)
-        return dict(zip(table["object"].to_pylist(), table["size"].to_pylist()))
+        return (dict(zip(table["object"].to_pylist(), table["size"].to_pylist())),
+                {holder for holder in table["stored_in"].to_pylist() if holder is not None})
 
     def line_ids_of(self, state: IndexState, key: str) -> set[str]:
         """The lines of an object that its segments already index."""
@@ -135,9 +220,10 @@ class Compactor:
             ids.update(table["line_id"].to_pylist())
         return ids
 
-    def delete(self, files: list[str]) -> None:
-        for relative in files:
-            storage.delete_if_exists(self.fs, self._path(relative))
+    def delete(self, files: list[str], objects: list[str] = ()) -> None:
+        """Deletes index files (relative to the index) and objects (keys)."""
+        for path in [self._path(relative) for relative in files] + [storage.join(self.root, key) for key in objects]:
+            storage.delete_if_exists(self.fs, path)
 
 
 def summed(rows: pa.Table, bucket: int) -> pa.Table:

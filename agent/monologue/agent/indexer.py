@@ -33,7 +33,7 @@ from . import compaction, storage
 from .embedder import Embedder
 from .memory import ROW_SCHEMA, MemoryStore
 from .redact import Redactor
-from .space import (INDEX_DIR, LINE_TEMPLATES, LINES_DIR, STATE_FILE, SUMMARIES_DIR, TEMPLATE_TEXTS,
+from .space import (COMBINED_TAG, INDEX_DIR, LINE_TEMPLATES, LINES_DIR, STATE_FILE, SUMMARIES_DIR, TEMPLATE_TEXTS,
                     TEMPLATE_VECTORS, IndexState, Space, object_file)
 from .summaries import summarize
 from .templates import TemplateMiner
@@ -78,10 +78,13 @@ class Indexer:
         # state.inflight: the object being indexed when the last run stopped: its
         # lines may be in the store already, so it is merged, not appended.
         state = IndexState.parse(storage.read_or_none(self.fs, self._path(STATE_FILE)))
-        self.compactor = compaction.Compactor(self.fs, self.index_root)
+        self.compactor = compaction.Compactor(self.fs, self.root)
         self.done: dict[str, int] = {}  # every indexed object: key -> size
+        self.combined: set[str] = set()  # objects that compaction combined others into: nothing to index
         for name in sorted(state.segments):
-            self.done.update(self.compactor.objects_of(name))
+            sizes, combined = self.compactor.objects_of(name)
+            self.done.update(sizes)
+            self.combined |= combined
         self.compacted = set(self.done)  # objects with lines in a segment
         self.done.update(state.objects)
         self.newest = max(self.done, default=None)  # the key a poll lists after (pending)
@@ -128,11 +131,15 @@ class Indexer:
             self._write_state()
             live = set(self.state.files("lines") + self.state.files("summaries"))  # a key indexed again since
             for _, segment, members in expired:
-                self.compactor.delete([f for f in self.compactor.replaced(segment, members) if f not in live])
-        written = 0
+                files, objects = self.compactor.replaced(segment, members)
+                self.compactor.delete([f for f in files if f not in live],
+                                      [key for key in objects if key not in self.state.objects])
+        written, shipped_until = 0, None
         while (merge := compaction.next_merge(self.state)) and self.compactor.can_merge(merge):
             name = f"{self.state.next_segment:08d}"
-            self.compactor.write(merge, name, self.state)
+            if merge.objects and shipped_until is None:
+                shipped_until = compaction.shipped_until(self.fs, self.root)
+            self.combined.update(self.compactor.write(merge, name, self.state, shipped_until))
             for key in merge.objects:
                 del self.state.objects[key]
                 self.compacted.add(key)
@@ -164,9 +171,17 @@ class Indexer:
         if full:
             self._listed_all_at = now
         skip = (f"{self.root}/{INDEX_DIR}/", f"{self.root}/{QUARANTINE_DIR}/")
-        return sorted((path, size) for path, size in files
-                      if path.endswith(".parquet") and not path.startswith(skip)
-                      and self.done.get(self._key(path)) != size)
+        pending = []
+        for path, size in files:
+            key = self._key(path)
+            if not path.endswith(".parquet") or path.startswith(skip) or self.done.get(key) == size:
+                continue
+            if COMBINED_TAG in key:
+                if key not in self.combined:  # written by a compaction that crashed before naming it
+                    storage.delete_if_exists(self.fs, path)
+                continue  # its lines are indexed, as its parts'
+            pending.append((path, size))
+        return sorted(pending)
 
     def _key(self, path: str) -> str:
         return path[len(self.root) + 1:]

@@ -265,7 +265,8 @@ class SpaceMemory:
         return list(dict.fromkeys(objects)), files
 
     def _segment_spans(self, name: str):
-        members = [(key, object_span(key)) for key in self.space.segment_objects(name)]
+        # Where a small object was combined into another, that one is read, for the part's span.
+        members = [(holder or key, object_span(key)) for key, holder in self.space.segment_objects(name)]
         spans = [span for _, span in members]
         whole = None if None in spans or not spans else (min(s for s, _ in spans), max(e for _, e in spans))
         return members, whole

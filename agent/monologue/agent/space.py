@@ -37,12 +37,16 @@ from .summaries import SUMMARY_SCHEMA
 INDEX_DIR = "_index"  # beside the data; pyarrow datasets skip "_" prefixes
 LINE_TEMPLATES = pa.schema([("line_id", pa.string()), ("template_id", pa.string())])
 TEMPLATE_TEXTS = pa.schema([("template_id", pa.string()), ("template", pa.string())])
-# A segment's objects: every object it indexes; merged: this merge replaced the object's own files.
-SEGMENT_OBJECTS_SCHEMA = pa.schema([("object", pa.string()), ("size", pa.int64()), ("merged", pa.bool_())])
+# A segment's objects: every object it indexes; merged: this merge replaced the object's own files;
+# stored_in: the combined object that holds the object's lines now (compaction.py), if any.
+SEGMENT_OBJECTS_SCHEMA = pa.schema([("object", pa.string()), ("size", pa.int64()), ("merged", pa.bool_()),
+                                    ("stored_in", pa.string())])
 LINES_DIR, SUMMARIES_DIR = "lines", "summaries"  # under INDEX_DIR, one file per indexed object
 SEGMENTS_DIR = "segments"  # under INDEX_DIR: merged index files (compaction.py)
 TEMPLATE_VECTORS = "template_vectors.parquet"  # under INDEX_DIR: template_id, vector
 STATE_FILE = "state.json"  # under INDEX_DIR: the IndexState
+CHECKPOINT_FILE = "_checkpoint.json"  # the shipper's, beside the objects: complete_until
+COMBINED_TAG = "_combined-"  # in the names of the objects compaction combines small ones into
 
 
 def object_file(key: str) -> str:
@@ -146,17 +150,16 @@ class Space:
         return storage.join(self.uri, INDEX_DIR)
 
     def _dataset(self, relative: str, schema: pa.Schema) -> ds.Dataset:
+        """The Parquet files under a directory (relative to the Space), listed."""
         fs, root = storage.filesystem(self.uri)
-        path = storage.join(root, relative) if relative else root
+        path = storage.join(root, relative)
         try:
             info = fs.get_file_info(path)
         except OSError:
             info = None
         if info is None or info.type == pa.fs.FileType.NotFound:
             return ds.dataset(pa.table({f.name: pa.array([], f.type) for f in schema}, schema=schema))
-        return ds.dataset(path, filesystem=fs, format="parquet", schema=schema,
-                          partitioning="hive" if not relative else None,
-                          exclude_invalid_files=False)
+        return ds.dataset(path, filesystem=fs, format="parquet", schema=schema, exclude_invalid_files=False)
 
     def index_version(self) -> tuple | None:
         """Changes whenever the indexer finished a step (it writes state.json last):
@@ -193,12 +196,12 @@ class Space:
         flat = table["vector"].combine_chunks().flatten().to_numpy(zero_copy_only=False)
         return ids, np.asarray(flat, np.float32).reshape(len(ids), -1)
 
-    def segment_objects(self, name: str) -> list[str]:
-        """The keys of the objects a segment indexes."""
+    def segment_objects(self, name: str) -> list[tuple[str, str | None]]:
+        """The objects a segment indexes: (key, the combined object holding its lines or None)."""
         fs, root = storage.filesystem(self.uri)
         table = pq.read_table(storage.join(root, INDEX_DIR, segment_file(name, "objects")), filesystem=fs,
-                              columns=["object"], schema=SEGMENT_OBJECTS_SCHEMA)
-        return table["object"].to_pylist()
+                              columns=["object", "stored_in"], schema=SEGMENT_OBJECTS_SCHEMA)
+        return list(zip(table["object"].to_pylist(), table["stored_in"].to_pylist()))
 
     def connect(self, lines: bool = True, since_ns: int | None = None,
                 until_ns: int | None = None) -> duckdb.DuckDBPyConnection:
@@ -211,13 +214,13 @@ class Space:
         state = self.index_state()
         con.register("line_templates", self._index_dataset(state.files("lines"), LINE_TEMPLATES))
         con.register("template_texts", self._dataset(f"{INDEX_DIR}/templates", TEMPLATE_TEXTS))
-        if lines and since_ns is None and until_ns is None:
-            self._create_logs(con, self._dataset("", logschema.arrow_schema()))
-        elif lines:
+        if lines:
             since, until = time_range(since_ns, until_ns)
-            objects = self._listed_objects_meeting(since, until)
+            objects = self._listed_objects_meeting(state, since, until)
+            ranged = since_ns is not None or until_ns is not None
             self._create_logs(con, self._files_dataset(objects, logschema.arrow_schema()),
-                              f"epoch_ns(r.timestamp) >= {int(since)} AND epoch_ns(r.timestamp) < {int(until)}")
+                              f"epoch_ns(r.timestamp) >= {int(since)} AND epoch_ns(r.timestamp) < {int(until)}"
+                              if ranged else "")
         if lines:
             con.execute(
                 """CREATE VIEW templates AS
@@ -245,11 +248,21 @@ class Space:
         self._create_logs(con, self._files_dataset(objects, logschema.arrow_schema()))
         return self._locked(con)
 
-    def _listed_objects_meeting(self, since: int, until: int) -> list[str]:
-        """The Space's objects, listed, that may hold a line in [since, until)."""
+    def _listed_objects_meeting(self, state: IndexState, since: int, until: int) -> list[str]:
+        """The Space's objects, listed, that may hold a line in [since, until),
+        each line in one of them: of small objects that compaction combined, as
+        the index read before the listing has it, either the parts (the combined
+        object is not named yet) or the combined object (the parts may not be
+        deleted yet), never both."""
         fs, root = storage.filesystem(self.uri)
         keys = [path[len(root):].lstrip("/") for path, _ in storage.list_files(fs, root)]
-        keys = [key for key in keys if not any(part[:1] in "_." for part in key.split("/"))]  # as a dataset skips
+        keys = [key for key in keys if key.endswith(".parquet")
+                and not any(part[:1] in "_." for part in key.split("/"))]  # as a dataset skips
+        if any(COMBINED_TAG in key for key in keys):
+            stored_in = {key: holder for name in state.segments for key, holder in self.segment_objects(name)
+                         if holder is not None and key not in state.objects}  # not indexed again since
+            named = set(stored_in.values())
+            keys = [key for key in keys if key not in stored_in and (COMBINED_TAG not in key or key in named)]
         return [key for key in keys if (span := object_span(key)) is None or span_meets([(since, until)], span)]
 
     def _create_logs(self, con: duckdb.DuckDBPyConnection, raw_logs: ds.Dataset, time_filter: str = "") -> None:
