@@ -3,9 +3,11 @@
 A generated shop log is cut into --objects Parquet objects, as a shipper
 following Loki writes one every 2 s, and indexed twice: as the indexer does
 (its index files merged into segments, compaction.py) and with merging off
-(the baseline: one line index and one summary per object). Figures: what a
-reader pays at each new index version (an agent reloads its figures then),
-the index files a reader opens, and the indexing rate (what merging costs).
+(the baseline: one line index and one summary per object; and the shipper's
+objects not combined). Figures: what a reader pays at each new index version
+(an agent reloads its figures then), the index files a reader opens, the
+indexing rate (what merging and combining cost), the objects left in the
+Space and what a `monologue sql` over all of its lines pays.
 Then, on the harness's S3, what an indexer's poll pays to find new objects
 among --s3-objects: a listing from the newest indexed key (what it does)
 against a listing of every object (what it does every 5 minutes). Then a
@@ -89,11 +91,32 @@ def index_files(space: Space) -> int:
     return len(state.files("lines")) + len(state.files("summaries"))
 
 
-def range_question_ms(space: Space, last_objects: int, rounds: int = 5) -> tuple[float, float, int]:
-    """Median ms of the figures of a question's range over the last `last_objects` objects, as
-    recall gets them and (the baseline) scanned whole from a listing of all; lines counted."""
-    spans = sorted(object_span(str(p.relative_to(space.uri))) for p in Path(space.uri).glob("dt=*/*.parquet"))
-    since = spans[-last_objects][0] + 500_000_000  # cuts a bucket: the figures are scanned
+def spans_of(space: Space) -> list[tuple[int, int]]:
+    return sorted(object_span(str(p.relative_to(space.uri))) for p in Path(space.uri).glob("dt=*/*.parquet"))
+
+
+def checkpoint(space: Space) -> None:
+    """What a shipper that wrote these objects leaves beside them: every one is complete."""
+    until = max(end for _, end in spans_of(space)) // 10**9
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(until))
+    (Path(space.uri) / "_checkpoint.json").write_text(json.dumps({"version": 1, "complete_until": stamp}))
+
+
+def sql_all_lines_ms(space: Space, rounds: int = 3) -> tuple[float, int]:
+    """Median ms of `monologue sql` counting every line of the Space, and that count."""
+    times, counts = [], set()
+    for _ in range(rounds):
+        started = time.perf_counter()
+        with contextlib.closing(space.connect()) as con:
+            counts.add(con.execute("SELECT count(*) FROM logs WHERE template_id IS NOT NULL").fetchone()[0])
+        times.append((time.perf_counter() - started) * 1000)
+    assert len(counts) == 1, counts
+    return statistics.median(times), counts.pop()
+
+
+def range_question_ms(space: Space, since: int, rounds: int = 5) -> tuple[float, float, int]:
+    """Median ms of the figures of a question's range from `since` on, as recall
+    gets them and (the baseline) scanned whole from a listing of all; lines counted."""
     memory = SpaceMemory(space, None)
     templates = list(memory._index().texts)
     def whole_scan() -> contextlib.ExitStack:
@@ -181,19 +204,28 @@ def main() -> int:
         figures = {}
         for name, merging in (("uncompacted", False), ("compacted", True)):
             space = ship(work, name, args.objects, args.lines_per_object)
+            # cuts a bucket: the figures are scanned
+            since = spans_of(space)[-args.range_objects][0] + 500_000_000
+            if merging:
+                checkpoint(space)  # so the small objects are combined as well
             indexer = Indexer(space, LanceStore(str(work / name / "memory")), embedder)
             print(f"{name}: indexing {args.objects} objects...", file=sys.stderr)
             with mock.patch.object(compaction, "SEGMENT_OBJECTS", compaction.SEGMENT_OBJECTS if merging else 10**9):
                 started = time.perf_counter()
                 report = indexer.run_once()
                 seconds = time.perf_counter() - started
+                indexer.compact(now=time.time() + compaction.GRACE_SECONDS)  # what is left a minute later
             assert report.objects == args.objects, report
-            figures[name] = (reload_ms(space), index_files(space), report.lines / seconds)
-        (reload, files, rate), (base_reload, base_files, base_rate) = figures["compacted"], figures["uncompacted"]
-        emit("reload_ms_at_new_index_version", reload, "ms", base_reload, higher_is_better=False)
-        emit("index_files_read", files, "files", base_files, higher_is_better=False)
-        emit("indexer_lines_per_s_small_objects", rate, "lines/s", base_rate, target=">= 0.95 of baseline")
-        meeting, every, lines = range_question_ms(space, args.range_objects)
+            figures[name] = (reload_ms(space), index_files(space), report.lines / seconds, len(spans_of(space)),
+                             *sql_all_lines_ms(space))
+        (reload, files, rate, objects, sql, lines), base = figures["compacted"], figures["uncompacted"]
+        assert lines == base[5] == args.objects * args.lines_per_object, (lines, base[5])
+        emit("reload_ms_at_new_index_version", reload, "ms", base[0], higher_is_better=False)
+        emit("index_files_read", files, "files", base[1], higher_is_better=False)
+        emit("indexer_lines_per_s_small_objects", rate, "lines/s", base[2], target=">= 0.95 of baseline")
+        emit("space_objects", objects, "objects", base[3], higher_is_better=False)
+        emit("sql_over_all_lines_ms", sql, "ms", base[4], higher_is_better=False)
+        meeting, every, lines = range_question_ms(space, since)
         print(f"range: {lines} lines in the last {args.range_objects} of {args.objects} objects", file=sys.stderr)
         emit("range_question_figures_ms", meeting, "ms", every, higher_is_better=False)
         incremental, full = poll_listing(work, args.s3_objects)

@@ -486,3 +486,19 @@ def test_the_shippers_small_objects_are_combined_on_s3(s3_env, tmp_path, local_e
     assert len(combined) == 1 and objects_in(space) == sorted(combined + shipped[4:])
     got = figures(space)
     assert (got["lines"], got["mapped"], got["template_lines"], got["unmapped"]) == (72, 72, 72, 0)
+
+
+def test_objects_that_a_retention_rule_deleted_are_not_combined_and_indexing_goes_on(
+        tmp_path, local_embedder, small_segments):
+    space = Space("shop", str(tmp_path / "data"), collection="shop")
+    shipped = ship_as_shipper(tmp_path, space, range(8), checkpoint_after=7)
+    indexer = Indexer(space, LanceStore(str(tmp_path / "memory")), local_embedder)
+    with pytest.MonkeyPatch.context() as not_yet:
+        not_yet.setattr(compaction, "SEGMENT_OBJECTS", 10**9)
+        indexer.run_once()
+    (Path(space.uri) / shipped[1]).unlink()
+    indexer.compact()
+    indexer.compact(now=time.time() + compaction.GRACE_SECONDS)
+    combined = [key for key in objects_in(space) if "_combined-" in key]
+    assert objects_in(space) == combined and len(combined) == 1  # the seven others
+    assert figures(space)["lines"] == 7 * 12

@@ -156,8 +156,10 @@ class Compactor:
         are streamed (a level-3 segment may hold a busy Space's day); summaries are small."""
         stored_in: dict[str, str] = {}
         for run in combined_runs(merge.objects, state.objects, shipped_until):
-            key = self._combine(run)
-            stored_in.update(dict.fromkeys(run, key))
+            found = self.fs.get_file_info([storage.join(self.root, part) for part in run])
+            run = [part for part, info in zip(run, found) if info.type == pafs.FileType.File]  # not a retention rule's
+            if len(run) > 1:
+                stored_in.update(dict.fromkeys(run, self._combine(run)))
         lines = [(f"{LINES_DIR}/{object_file(key)}", key) for key in merge.objects]
         lines += [(segment_file(member, "lines"), None) for member in merge.segments]
         with storage.open_atomic(self.fs, self._path(segment_file(name, "lines"))) as out, \
