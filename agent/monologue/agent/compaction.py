@@ -47,6 +47,7 @@ from dataclasses import dataclass
 
 import duckdb
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
@@ -186,10 +187,12 @@ class Compactor:
     def _combine(self, run: list[str]) -> str:
         """Writes the lines of these objects, in order, as one object; returns its key."""
         key, schema = combined_key(run), logschema.arrow_schema()
+        parts = ds.FileSystemDataset.from_paths([storage.join(self.root, part) for part in run], schema=schema,
+                                                format=ds.ParquetFileFormat(), filesystem=self.fs)
         with storage.open_atomic(self.fs, storage.join(self.root, key)) as out, \
                 pq.ParquetWriter(out, schema, compression="zstd") as writer:
-            for part in run:  # each is small (SMALL_OBJECT_BYTES)
-                writer.write_table(pq.read_table(storage.join(self.root, part), filesystem=self.fs, schema=schema))
+            for batch in parts.to_batches():  # streamed: a run may be COMBINED_OBJECT_BYTES
+                writer.write_batch(batch)
         return key
 
     def replaced(self, name: str, members: list[str]) -> tuple[list[str], list[str]]:
