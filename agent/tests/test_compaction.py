@@ -392,6 +392,9 @@ def test_the_shippers_small_objects_behind_its_checkpoint_are_combined_with_the_
     indexer.compact(now=time.time() + compaction.GRACE_SECONDS)
     assert objects_in(space) == sorted(combined + shipped[7:])
     assert figures(space) == before
+    with pytest.MonkeyPatch.context() as unneeded:  # no part is left beside its combined object
+        unneeded.setattr(Space, "segment_objects", lambda *args: pytest.fail("read the index's segments"))
+        assert space.connect().execute("SELECT count(*) FROM logs").fetchone()[0] == 120
     # Another Space's question over a range reads the combined objects where they meet it.
     memory = SpaceMemory(space, None)
     since = int(dt.datetime(2026, 11, 2, 10, 0, 30, tzinfo=dt.timezone.utc).timestamp() * 1e9)

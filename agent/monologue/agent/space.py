@@ -92,6 +92,26 @@ def span_meets(merged: list[tuple[int, int]], span: tuple[int, int]) -> bool:
     return i > 0 and merged[i - 1][1] > span[0]
 
 
+def _inside_a_combined_object(keys: list[str]) -> bool:
+    """Whether the span of any of these objects lies inside that of another,
+    combined one (compaction.py) of the same directory."""
+    combined: dict[str, list[tuple[int, int, str]]] = {}
+    for key in keys:
+        if COMBINED_TAG in key and (span := object_span(key)):
+            combined.setdefault(key.rpartition("/")[0], []).append((*span, key))
+    if not combined:
+        return False
+    for spans in combined.values():
+        spans.sort()
+    for key in keys:
+        spans, span = combined.get(key.rpartition("/")[0]), object_span(key)
+        if spans and span:
+            i = bisect.bisect_right(spans, (span[0], 2 ** 63))  # those starting at or before it
+            if any(spans[j][1] >= span[1] and spans[j][2] != key for j in range(max(i - 2, 0), i)):
+                return True
+    return False
+
+
 def segment_file(name: str, kind: str) -> str:
     """A segment's file of one kind (lines, summaries, objects), relative to INDEX_DIR."""
     return f"{SEGMENTS_DIR}/{name}.{kind}.parquet"
@@ -258,12 +278,15 @@ class Space:
         keys = [path[len(root):].lstrip("/") for path, _ in storage.list_files(fs, root)]
         keys = [key for key in keys if key.endswith(".parquet")
                 and not any(part[:1] in "_." for part in key.split("/"))]  # as a dataset skips
-        if any(COMBINED_TAG in key for key in keys):
+        keys = [key for key in keys if (span := object_span(key)) is None or span_meets([(since, until)], span)]
+        if _inside_a_combined_object(keys):
+            # Parts not deleted yet, or a combined object that a crash left unnamed:
+            # the index says which holds the lines (else, as usual, no segment is read).
             stored_in = {key: holder for name in state.segments for key, holder in self.segment_objects(name)
                          if holder is not None and key not in state.objects}  # not indexed again since
             named = set(stored_in.values())
             keys = [key for key in keys if key not in stored_in and (COMBINED_TAG not in key or key in named)]
-        return [key for key in keys if (span := object_span(key)) is None or span_meets([(since, until)], span)]
+        return keys
 
     def _create_logs(self, con: duckdb.DuckDBPyConnection, raw_logs: ds.Dataset, time_filter: str = "") -> None:
         con.register("raw_logs", raw_logs)
