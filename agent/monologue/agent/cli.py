@@ -93,22 +93,28 @@ def cmd_index(args) -> int:
 def cmd_indexer(args) -> int:
     """The cluster indexer: follows a Space's storage until SIGTERM."""
     from .indexer import Indexer
+    from .telemetry import IndexerTelemetry
 
     config = wiring.load_config(args.config)
     space = wiring.space_from_config(config)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    if space.where:
-        # A view copies nothing: its lines are in its source's memory, and
-        # recall applies its filter. Stay up (the Deployment expects a pod).
-        log.info("view Space: nothing to index", extra={"space": space.name})
-        stop.wait()
-        return 0
-    indexer = Indexer(space, wiring.store_from_config(config),
-                      wiring.embedder_from_config(config.get("embedder")))
-    log.info("indexer started", extra={"space": space.name, "storage": space.uri})
-    indexer.run(stop, poll_seconds=args.poll_seconds)
+    # A view copies nothing: its lines are in its source's memory, and recall
+    # applies its filter. It stays up all the same (the Deployment expects a pod).
+    indexer = None if space.where else Indexer(space, wiring.store_from_config(config),
+                                               wiring.embedder_from_config(config.get("embedder")))
+    telemetry = IndexerTelemetry(space.name, indexer)
+    server = telemetry.serve(args.http_host, args.http_port)
+    log.info("indexer started" if indexer else "view Space: nothing to index",
+             extra={"space": space.name, "storage": space.uri, "http_port": server.server_address[1]})
+    try:
+        if indexer:
+            indexer.run(stop, poll_seconds=args.poll_seconds)
+        else:
+            stop.wait()
+    finally:
+        server.shutdown()
     log.info("indexer stopped", extra={"space": space.name})
     return 0
 
@@ -355,6 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("indexer", help="(cluster) index a Space's storage continuously, per space.json")
     p.add_argument("--config", type=Path, required=True)
     p.add_argument("--poll-seconds", type=float, default=2.0)
+    p.add_argument("--http-host", default="0.0.0.0", help="where /metrics, /healthz and /readyz listen")
+    p.add_argument("--http-port", type=int, default=8080, help="of /metrics, /healthz and /readyz (0: pick one)")
     p.set_defaults(run=cmd_indexer)
 
     p = sub.add_parser("spaces", help="list the embedded Spaces")

@@ -45,6 +45,19 @@ FULL_LISTING_SECONDS = 300.0  # between listings of every object (see Indexer.pe
 
 
 @dataclass
+class Progress:
+    """What an indexer has done since it started, as it goes (telemetry.py reads it)."""
+
+    objects: int = 0
+    lines: int = 0
+    quarantined: int = 0
+    segments: int = 0
+    pauses: int = 0  # polls an outage paused
+    paused: bool = False  # by an outage, now
+    at: float = field(default_factory=time.monotonic)  # of the last progress: an object, a poll, a pause
+
+
+@dataclass
 class IndexReport:
     objects: int = 0
     lines: int = 0
@@ -66,6 +79,7 @@ class Indexer:
         self._workdir = tempfile.TemporaryDirectory(prefix="monologue-indexer-")
         self._miner_file = Path(self._workdir.name) / "miner.json"
         self.state: IndexState | None = None  # read back by the first run_once: storage may be out now
+        self.progress = Progress()
 
     # ------------------------------------------------------------ state beside the data
 
@@ -186,11 +200,14 @@ class Indexer:
     def _key(self, path: str) -> str:
         return path[len(self.root) + 1:]
 
-    def run_once(self) -> IndexReport:
+    def run_once(self, stop: threading.Event | None = None) -> IndexReport:
+        """Indexes what is pending; with `stop`, stops between two objects once it is set."""
         report, started = IndexReport(), time.monotonic()
         if self.state is None:
             self._restore()
         for path, size in self.pending():
+            if stop is not None and stop.is_set():
+                break
             # Fetched, then parsed: a storage outage (an OSError here) pauses
             # indexing, and only an object that is not Parquet is quarantined.
             data = storage.read_or_none(self.fs, path)
@@ -202,6 +219,7 @@ class Indexer:
             except (pa.ArrowInvalid, OSError) as err:
                 self._quarantine(path, err)
                 report.quarantined.append(self._key(path))
+                self.progress.quarantined += 1
                 continue
             key = self._key(path)
             known_new = key not in self.done and key != self.state.inflight
@@ -214,10 +232,14 @@ class Indexer:
             self._save(key, size)
             report.objects += 1
             report.lines += table.num_rows
-            report.segments += self.compact()  # as it goes: a catch-up's state stays small
+            segments = self.compact()  # as it goes: a catch-up's state stays small
+            report.segments += segments
+            self._progressed(objects=1, lines=table.num_rows, segments=segments)  # a catch-up may take hours
         if report.lines:
             self.store.optimize(self.space.collection or self.space.name)
-        report.segments += self.compact()  # deletes what the grace period released
+        segments = self.compact()  # deletes what the grace period released
+        report.segments += segments
+        self._progressed(segments=segments)
         report.seconds = time.monotonic() - started
         return report
 
@@ -280,16 +302,25 @@ class Indexer:
         log.error("quarantined an unreadable object", extra={"object": self._key(path), "error": str(err),
                                                              "moved_to": self._key(target)})
 
+    def _progressed(self, **counts: int) -> None:
+        for name, count in counts.items():
+            setattr(self.progress, name, getattr(self.progress, name) + count)
+        self.progress.at = time.monotonic()
+
     def run(self, stop: threading.Event, poll_seconds: float = 2.0, max_backoff: float = 60.0) -> None:
-        """Index until stop is set; outages back off and resume by themselves."""
+        """Index until stop is set (between two objects); outages back off and resume by themselves."""
         backoff = poll_seconds
         while not stop.is_set():
             try:
-                report = self.run_once()
+                report = self.run_once(stop)
                 backoff = poll_seconds
+                self.progress.paused = False
+                self._progressed()
                 if report.objects or report.quarantined:
                     log.info("indexed", extra=vars(report))
             except OSError as err:  # the embedder or the store (ConnectionErrors), or the storage, is out
+                self.progress.paused = True
+                self._progressed(pauses=1)
                 log.warning("indexing paused", extra={"error": str(err), "retry_seconds": backoff})
                 backoff = min(backoff * 2, max_backoff)
             stop.wait(backoff)

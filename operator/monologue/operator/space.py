@@ -25,6 +25,7 @@ from .vectorstore import VectorStoreUnavailable
 
 KIND = "Space"
 SHIPPER_HTTP_PORT = 8080  # the shipper's /metrics, /healthz and /readyz
+INDEXER_HTTP_PORT = 8080  # the indexer's (`monologue indexer --http-port`'s default)
 
 
 class SpaceNotFound(Waiting):
@@ -125,6 +126,10 @@ def indexer(body: Mapping, storage: Mapping, config_text: str, settings: Setting
         command=["monologue", "indexer", "--config", f"{naming.CONFIG_DIR}/space.json"],
         env=pods.s3_env(storage.get("credentials"), settings),
         volumeMounts=[mount],
+        ports=[{"name": "http", "containerPort": INDEXER_HTTP_PORT, "protocol": "TCP"}],
+        # /healthz fails after 10 minutes without progress (a hung call); /readyz while an outage pauses it.
+        livenessProbe={"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 20},
+        readinessProbe={"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 10},
     )
     return pods.deployment(
         naming.indexer(name), meta["namespace"], naming.labels(KIND, name, "indexer"),

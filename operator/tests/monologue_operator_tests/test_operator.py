@@ -77,6 +77,10 @@ def test_space_gets_its_collection_and_children_within_two_seconds(cluster, name
     assert pod.containers[0].command == ["monologue", "indexer", "--config", "/etc/monologue/space.json"]
     assert pod.volumes[0].config_map.name == "checkout-space"
     assert pod.containers[0].volume_mounts[0].mount_path == "/etc/monologue"
+    # the indexer's default --http-port, probed by the kubelet
+    assert pod.containers[0].ports[0].container_port == 8080
+    assert pod.containers[0].liveness_probe.http_get.path == "/healthz"
+    assert pod.containers[0].readiness_probe.http_get.path == "/readyz"
     env = {e.name: e for e in pod.containers[0].env}
     assert env["AWS_ACCESS_KEY_ID"].value_from.secret_key_ref.name == "s3-keys"
     assert env["AWS_SECRET_ACCESS_KEY"].value_from.secret_key_ref.key == "AWS_SECRET_ACCESS_KEY"
