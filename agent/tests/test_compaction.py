@@ -384,13 +384,16 @@ def test_the_shippers_small_objects_behind_its_checkpoint_are_combined_with_the_
     indexer = Indexer(space, store, local_embedder)
     assert indexer.run_once().segments == 3  # 4 + 4 objects: two level-0 segments, and a level-1 of them
     combined = [key for key in objects_in(space) if "_combined-" in key]
-    # flushes 0-3 make one object, 4-6 another; 7 is beyond the checkpoint, 8-9 not in a segment yet
-    assert [key.split("/")[1][:33] for key in combined] == ["20261102T100000Z_20261102T100120Z",
-                                                          "20261102T100120Z_20261102T100220Z"]
+    # Level 0: flushes 0-3 make one object, 4-6 another; 7 is beyond the checkpoint, 8-9 not in a
+    # segment yet. Level 1: those two make one of 0-6.
+    assert sorted(key.split("/")[1][:33] for key in combined) == ["20261102T100000Z_20261102T100120Z",
+                                                                "20261102T100000Z_20261102T100220Z",
+                                                                "20261102T100120Z_20261102T100220Z"]
     assert figures(space) == before  # the parts are still there, read by no one twice
 
     indexer.compact(now=time.time() + compaction.GRACE_SECONDS)
-    assert objects_in(space) == sorted(combined + shipped[7:])
+    combined = [key for key in objects_in(space) if "_combined-" in key]
+    assert len(combined) == 1 and objects_in(space) == sorted(combined + shipped[7:])
     assert figures(space) == before
     with pytest.MonkeyPatch.context() as unneeded:  # no part is left beside its combined object
         unneeded.setattr(Space, "segment_objects", lambda *args: pytest.fail("read the index's segments"))
@@ -406,15 +409,17 @@ def test_the_shippers_small_objects_behind_its_checkpoint_are_combined_with_the_
     assert store.count("shop") == 120 and figures(space) == before
 
 
-def test_any_range_over_combined_objects_gets_the_figures_of_a_scan(tmp_path, local_embedder, small_segments):
+def test_any_range_over_combined_objects_gets_the_figures_of_a_scan(tmp_path, local_embedder, small_segments,
+                                                                     monkeypatch):
     from monologue.agent import summaries
 
+    monkeypatch.setattr(compaction, "TOP_LEVEL", 1)  # so two level-1 objects of 8 flushes each, and 3 flushes
     space = Space("shop", str(tmp_path / "data"), collection="shop")
     ship_as_shipper(tmp_path, space, range(19), checkpoint_after=17)
     indexer = Indexer(space, LanceStore(str(tmp_path / "memory")), local_embedder)
     indexer.run_once()
     indexer.compact(now=time.time() + compaction.GRACE_SECONDS)
-    assert sum("_combined-" in key for key in objects_in(space)) == 4
+    assert sum("_combined-" in key for key in objects_in(space)) == 2 and len(objects_in(space)) == 5
     memory = SpaceMemory(space, None)
     templates = list(memory._index().texts)
     second = 10**9

@@ -19,16 +19,19 @@ state names a new segment in place of its members in one write, so a merge
 is seen whole or not at all. The members' files are deleted GRACE_SECONDS
 later, when no reader can still be opening them.
 
-The shipper's small objects themselves are combined as well, when their
-level-0 segment is written: runs of objects under SMALL_OBJECT_BYTES become
-one object of up to COMBINED_OBJECT_BYTES, `<start>_<end>_combined-<hash>`
-beside them, so a day of following is ~700 objects to read, not 43,200. Only
-objects behind the shipper's checkpoint are combined: a restarted shipper
-adopts the one beyond it. The segment's objects file says which object holds
-each one's lines now (stored_in); readers follow it, and the parts are
-deleted after the grace period, like merged index files. Each line id stays
-with its own object in the lines file, so a backfill that rewrites one finds
-what was indexed of it.
+The shipper's small objects themselves are combined as well, level by
+level as segments are written: runs of the objects that hold a segment's
+lines (each object itself, or what a lower level combined it into) under
+SMALL_OBJECT_BYTES become one of up to COMBINED_OBJECT_BYTES,
+`<start>_<end>_combined-<hash>` beside them. So a day of following is a few
+objects to read, not 43,200, and each line is rewritten at most once per
+level, only while it sits in small objects. Only objects behind the
+shipper's checkpoint are combined: a restarted shipper adopts the one beyond
+it. The segment's objects file says which object holds each one's lines now
+(stored_in); readers follow it, and what it replaced is deleted after the
+grace period, like merged index files. Each line id stays with its own
+object in the lines file, so a backfill that rewrites one finds what was
+indexed of it.
 
 A segment's summary rows are summed per template, key, value and time
 bucket (a minute; an hour from level 2 on, about two hours of following), so
@@ -113,7 +116,7 @@ def combined_runs(keys: list[str], sizes: dict[str, int], shipped_until: int | N
     for key in sorted(keys):
         span = object_span(key)
         small = (shipped_until is not None and span is not None and span[1] - 10**9 <= shipped_until
-                 and sizes[key] < SMALL_OBJECT_BYTES and COMBINED_TAG not in key)
+                 and sizes[key] < SMALL_OBJECT_BYTES)
         if run and not (small and key.rpartition("/")[0] == run[0].rpartition("/")[0]
                         and sum(sizes[k] for k in run) + sizes[key] <= COMBINED_OBJECT_BYTES):
             runs.append(run)
@@ -155,12 +158,14 @@ class Compactor:
         """Writes segment `name` from the merge's members, and first the objects
         that combine its small objects behind `shipped_until` (returned). Lines
         are streamed (a level-3 segment may hold a busy Space's day); summaries are small."""
-        stored_in: dict[str, str] = {}
-        for run in combined_runs(merge.objects, state.objects, shipped_until):
-            found = self.fs.get_file_info([storage.join(self.root, part) for part in run])
-            run = [part for part, info in zip(run, found) if info.type == pafs.FileType.File]  # not a retention rule's
-            if len(run) > 1:
-                stored_in.update(dict.fromkeys(run, self._combine(run)))
+        objects = [pa.table({"object": merge.objects, "size": [state.objects[k] for k in merge.objects],
+                             "merged": [True] * len(merge.objects), "stored_in": [None] * len(merge.objects)},
+                            schema=SEGMENT_OBJECTS_SCHEMA)]
+        for member in merge.segments:
+            members = self._read(segment_file(member, "objects"), SEGMENT_OBJECTS_SCHEMA)
+            objects.append(members.set_column(2, "merged", pa.array([False] * members.num_rows)))
+        objects = pa.concat_tables(objects)
+        objects, combined = self._combined(objects, shipped_until)
         lines = [(f"{LINES_DIR}/{object_file(key)}", key) for key in merge.objects]
         lines += [(segment_file(member, "lines"), None) for member in merge.segments]
         with storage.open_atomic(self.fs, self._path(segment_file(name, "lines"))) as out, \
@@ -173,16 +178,31 @@ class Compactor:
                         writer.write_batch(batch.select(SEGMENT_LINES.names))
         summaries = [self._read(f"{SUMMARIES_DIR}/{object_file(key)}", SUMMARY_SCHEMA) for key in merge.objects]
         summaries += [self._read(segment_file(member, "summaries"), SUMMARY_SCHEMA) for member in merge.segments]
-        objects = [pa.table({"object": merge.objects, "size": [state.objects[k] for k in merge.objects],
-                             "merged": [True] * len(merge.objects),
-                             "stored_in": [stored_in.get(k) for k in merge.objects]}, schema=SEGMENT_OBJECTS_SCHEMA)]
-        for member in merge.segments:
-            members = self._read(segment_file(member, "objects"), SEGMENT_OBJECTS_SCHEMA)
-            objects.append(members.set_column(2, "merged", pa.array([False] * members.num_rows)))
         for kind, table in (("summaries", summed(pa.concat_tables(summaries), bucket_seconds(merge.level))),
-                            ("objects", pa.concat_tables(objects))):
+                            ("objects", objects)):
             storage.write_atomic(self.fs, self._path(segment_file(name, kind)), storage.parquet_bytes(table))
-        return list(dict.fromkeys(stored_in.values()))
+        return combined
+
+    def _combined(self, objects: pa.Table, shipped_until: int | None) -> tuple[pa.Table, list[str]]:
+        """A segment's objects, with the small ones that hold its lines (each
+        object itself, or what it was combined into at a lower level) combined
+        further; and the new combined objects."""
+        keys, holders = objects["object"].to_pylist(), objects["stored_in"].to_pylist()
+        held = [holder or key for key, holder in zip(keys, holders)]
+        sizes: dict[str, int] = {}
+        for unit, size in zip(held, objects["size"].to_pylist()):  # a combined one: about its parts' sum
+            sizes[unit] = sizes.get(unit, 0) + size
+        now_in: dict[str, str] = {}
+        for run in combined_runs(list(sizes), sizes, shipped_until):
+            found = self.fs.get_file_info([storage.join(self.root, unit) for unit in run])
+            run = [unit for unit, info in zip(run, found) if info.type == pafs.FileType.File]  # not a retention rule's
+            if len(run) > 1:
+                now_in.update(dict.fromkeys(run, self._combine(run)))
+        if not now_in:
+            return objects, []
+        stored_in = [now_in.get(unit, holder) for unit, holder in zip(held, holders)]
+        return (objects.set_column(3, "stored_in", pa.array(stored_in, pa.string())),
+                list(dict.fromkeys(now_in.values())))
 
     def _combine(self, run: list[str]) -> str:
         """Writes the lines of these objects, in order, as one object; returns its key."""
@@ -197,18 +217,25 @@ class Compactor:
 
     def replaced(self, name: str, members: list[str]) -> tuple[list[str], list[str]]:
         """What segment `name` replaced: the index files (its objects' own and its
-        member segments'), and the objects that it combined into others."""
+        member segments'), and the objects that hold lines no more: those that
+        it combined, or whose combined objects it combined again."""
         try:
             objects = self._read(segment_file(name, "objects"), SEGMENT_OBJECTS_SCHEMA)
-            objects = objects.filter(objects["merged"])
         except FileNotFoundError:  # itself merged and deleted since: its objects' files went before it
-            objects = pa.table({"object": [], "stored_in": []}, pa.schema([("object", pa.string()),
-                                                                           ("stored_in", pa.string())]))
-        merged = objects["object"].to_pylist()
-        combined = [key for key, holder in zip(merged, objects["stored_in"].to_pylist()) if holder is not None]
+            return [segment_file(member, kind) for member in members for kind in ("lines", "summaries", "objects")], []
+        merged = objects.filter(objects["merged"])["object"].to_pylist()
+        before = set(merged)
+        for member in members:
+            try:
+                table = self._read(segment_file(member, "objects"), SEGMENT_OBJECTS_SCHEMA)
+            except FileNotFoundError:  # a crash halfway through deleting this before
+                continue
+            before.update(holder or key for key, holder in zip(table["object"].to_pylist(),
+                                                                 table["stored_in"].to_pylist()))
+        after = {holder or key for key, holder in zip(objects["object"].to_pylist(), objects["stored_in"].to_pylist())}
         return ([f"{directory}/{object_file(key)}" for key in merged for directory in (LINES_DIR, SUMMARIES_DIR)]
                 + [segment_file(member, kind) for member in members for kind in ("lines", "summaries", "objects")],
-                combined)
+                sorted(before - after))
 
     def objects_of(self, name: str) -> tuple[dict[str, int], set[str]]:
         """A segment's objects (key -> size), and the combined objects that hold some of their lines."""
