@@ -151,7 +151,7 @@ class Indexer:
         written, shipped_until = 0, None
         while (merge := compaction.next_merge(self.state)) and self.compactor.can_merge(merge):
             name = f"{self.state.next_segment:08d}"
-            if merge.objects and shipped_until is None:
+            if shipped_until is None:  # read once per compaction, when there is a merge to do
                 shipped_until = compaction.shipped_until(self.fs, self.root)
             self.combined.update(self.compactor.write(merge, name, self.state, shipped_until))
             for key in merge.objects:
