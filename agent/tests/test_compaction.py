@@ -390,6 +390,9 @@ def test_the_shippers_small_objects_behind_its_checkpoint_are_combined_with_the_
                                                                 "20261102T100000Z_20261102T100220Z",
                                                                 "20261102T100120Z_20261102T100220Z"]
     assert figures(space) == before  # the parts are still there, read by no one twice
+    # An indexer restarted meanwhile deletes nothing before the grace period ends.
+    assert Indexer(space, store, local_embedder).run_once().objects == 0
+    assert len([key for key in objects_in(space) if "_combined-" in key]) == 3
 
     indexer.compact(now=time.time() + compaction.GRACE_SECONDS)
     combined = [key for key in objects_in(space) if "_combined-" in key]

@@ -15,6 +15,7 @@ an embedder, store or storage (S3) outage pauses indexing, which resumes by itse
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import tempfile
@@ -99,6 +100,10 @@ class Indexer:
             sizes, combined = self.compactor.objects_of(name)
             self.done.update(sizes)
             self.combined |= combined
+        for _, _, members in state.garbage:  # what they combined is deleted when the grace period ends
+            for name in members:
+                with contextlib.suppress(FileNotFoundError):
+                    self.combined |= self.compactor.objects_of(name)[1]
         self.compacted = set(self.done)  # objects with lines in a segment
         self.done.update(state.objects)
         self.newest = max(self.done, default=None)  # the key a poll lists after (pending)
