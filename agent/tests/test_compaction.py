@@ -480,8 +480,11 @@ def test_only_small_objects_behind_the_checkpoint_in_one_directory_are_combined(
     # up to 250 bytes a run; 200 bytes is not small; a new day, a new run; 00:00:02-04 is beyond the checkpoint
     assert compaction.combined_runs(keys, sizes, until) == [keys[0:3], keys[5:7]]
     assert compaction.combined_runs(keys, sizes, None) == []  # no shipper, no checkpoint: nothing
-    assert compaction.combined_key(keys[0:3]) .startswith(
+    assert compaction.combined_key(keys[0:3]).startswith(
         "dt=2026-11-02/20261102T235948Z_20261102T235954Z_combined-")
+    # its span covers every part's, even a backfilled one's that ends last
+    backfilled = ["dt=2026-11-02/20261102T235948Z_20261102T235959Z_late.parquet", keys[1]]
+    assert compaction.combined_key(backfilled).split("/")[1].startswith("20261102T235948Z_20261102T235959Z_")
 
 
 def test_the_shippers_small_objects_are_combined_on_s3(s3_env, tmp_path, local_embedder, small_segments):

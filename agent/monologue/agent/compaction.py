@@ -131,7 +131,8 @@ def combined_key(run: list[str]) -> str:
     """<first start>_<last end>_combined-<hash of the parts>.parquet, beside the first:
     its span covers theirs, and writing the same run again gives the same object."""
     directory, _, first = run[0].rpartition("/")
-    start, end = first.split("_")[0], run[-1].rpartition("/")[2].split("_")[1].removesuffix(".parquet")
+    last = max(run, key=lambda key: object_span(key)[1])  # a backfilled one may end before the one before it
+    start, end = first.split("_")[0], last.rpartition("/")[2].split("_")[1].removesuffix(".parquet")
     digest = hashlib.sha256("\n".join(run).encode()).hexdigest()[:12]
     return storage.join(directory, f"{start}_{end}{COMBINED_TAG}{digest}.parquet")
 
