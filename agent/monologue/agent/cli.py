@@ -115,6 +115,7 @@ def cmd_indexer(args) -> int:
             stop.wait()
     finally:
         server.shutdown()
+        server.server_close()
     log.info("indexer stopped", extra={"space": space.name})
     return 0
 

@@ -25,7 +25,7 @@ from .vectorstore import VectorStoreUnavailable
 
 KIND = "Space"
 SHIPPER_HTTP_PORT = 8080  # the shipper's /metrics, /healthz and /readyz
-INDEXER_HTTP_PORT = 8080  # the indexer's (`monologue indexer --http-port`'s default)
+INDEXER_HTTP_PORT = 8080  # the indexer's /metrics, /healthz and /readyz
 
 
 class SpaceNotFound(Waiting):
@@ -123,7 +123,8 @@ def indexer(body: Mapping, storage: Mapping, config_text: str, settings: Setting
     volume, mount = pods.config_volume(naming.space_configmap(name))
     container = pods.container(
         "indexer", settings.agent_image, settings,
-        command=["monologue", "indexer", "--config", f"{naming.CONFIG_DIR}/space.json"],
+        command=["monologue", "indexer", "--config", f"{naming.CONFIG_DIR}/space.json",
+                 "--http-port", str(INDEXER_HTTP_PORT)],
         env=pods.s3_env(storage.get("credentials"), settings),
         volumeMounts=[mount],
         ports=[{"name": "http", "containerPort": INDEXER_HTTP_PORT, "protocol": "TCP"}],

@@ -74,10 +74,11 @@ def test_space_gets_its_collection_and_children_within_two_seconds(cluster, name
     for child in (indexer, shipper, cluster.configmap(namespace, "checkout-space")):
         assert owned_by(child, obj), child.metadata.name
     pod = indexer.spec.template.spec
-    assert pod.containers[0].command == ["monologue", "indexer", "--config", "/etc/monologue/space.json"]
+    assert pod.containers[0].command == ["monologue", "indexer", "--config", "/etc/monologue/space.json",
+                                         "--http-port", "8080"]
     assert pod.volumes[0].config_map.name == "checkout-space"
     assert pod.containers[0].volume_mounts[0].mount_path == "/etc/monologue"
-    # the indexer's default --http-port, probed by the kubelet
+    # its --http-port, probed by the kubelet
     assert pod.containers[0].ports[0].container_port == 8080
     assert pod.containers[0].liveness_probe.http_get.path == "/healthz"
     assert pod.containers[0].readiness_probe.http_get.path == "/readyz"
