@@ -108,6 +108,11 @@ def shipped_until(fs: pafs.FileSystem, root: str) -> int | None:
     return int(dt.datetime.fromisoformat(match.group(0)).replace(tzinfo=dt.timezone.utc).timestamp()) * 10**9
 
 
+def holders(objects: pa.Table) -> list[str]:
+    """Per row of a segment's objects file, the object that holds its lines now."""
+    return [holder or key for key, holder in zip(objects["object"].to_pylist(), objects["stored_in"].to_pylist())]
+
+
 def combined_runs(keys: list[str], sizes: dict[str, int], shipped_until: int | None) -> list[list[str]]:
     """Runs of these objects (in key order, which is time order) to combine:
     small ones, behind the checkpoint, of one directory, up to COMBINED_OBJECT_BYTES."""
@@ -188,8 +193,7 @@ class Compactor:
         """A segment's objects, with the small ones that hold its lines (each
         object itself, or what it was combined into at a lower level) combined
         further; and the new combined objects."""
-        keys, holders = objects["object"].to_pylist(), objects["stored_in"].to_pylist()
-        held = [holder or key for key, holder in zip(keys, holders)]
+        held = holders(objects)
         sizes: dict[str, int] = {}
         for unit, size in zip(held, objects["size"].to_pylist()):  # a combined one: about its parts' sum
             sizes[unit] = sizes.get(unit, 0) + size
@@ -201,7 +205,7 @@ class Compactor:
                 now_in.update(dict.fromkeys(run, self._combine(run)))
         if not now_in:
             return objects, []
-        stored_in = [now_in.get(unit, holder) for unit, holder in zip(held, holders)]
+        stored_in = [now_in.get(unit, holder) for unit, holder in zip(held, objects["stored_in"].to_pylist())]
         return (objects.set_column(3, "stored_in", pa.array(stored_in, pa.string())),
                 list(dict.fromkeys(now_in.values())))
 
@@ -231,9 +235,8 @@ class Compactor:
                 table = self._read(segment_file(member, "objects"), SEGMENT_OBJECTS_SCHEMA)
             except FileNotFoundError:  # a crash halfway through deleting this before
                 continue
-            before.update(holder or key for key, holder in zip(table["object"].to_pylist(),
-                                                                 table["stored_in"].to_pylist()))
-        after = {holder or key for key, holder in zip(objects["object"].to_pylist(), objects["stored_in"].to_pylist())}
+            before.update(holders(table))
+        after = set(holders(objects))
         return ([f"{directory}/{object_file(key)}" for key in merged for directory in (LINES_DIR, SUMMARIES_DIR)]
                 + [segment_file(member, kind) for member in members for kind in ("lines", "summaries", "objects")],
                 sorted(before - after))
