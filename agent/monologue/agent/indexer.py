@@ -23,6 +23,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import duckdb
 import numpy as np
@@ -41,6 +42,7 @@ from .templates import TemplateMiner
 from .terms import TermsPool
 
 log = logging.getLogger("monologue.indexer")
+Prepared = tuple[list[str], Callable[[], list[str]]]  # an object's redacted lines, and their terms to come
 QUARANTINE_DIR = "_quarantine"
 FULL_LISTING_SECONDS = 300.0  # between listings of every object (see Indexer.pending)
 
@@ -210,30 +212,15 @@ class Indexer:
         report, started = IndexReport(), time.monotonic()
         if self.state is None:
             self._restore()
-        for path, size in self.pending():
+        for path, size, table, prepared in self._read_ahead(self.pending(), report):
             if stop is not None and stop.is_set():
                 break
-            # Fetched, then parsed: a storage outage (an OSError here) pauses
-            # indexing, and only an object that is not Parquet is quarantined.
-            data = storage.read_or_none(self.fs, path)
-            if data is None:
-                continue  # deleted since the listing
-            try:
-                table = pq.read_table(pa.BufferReader(data),
-                                      columns=["timestamp", "labels", "line", "line_id", "level", "fields"])
-            except (pa.ArrowInvalid, OSError) as err:
-                self._quarantine(path, err)
-                report.quarantined.append(self._key(path))
-                self.progress.quarantined += 1
-                continue
             key = self._key(path)
+            if key in self.compacted:  # known now, not when it was read: a merge may have come between
+                table, prepared = self._not_in_segments(key, table, prepared)
             known_new = key not in self.done and key != self.state.inflight
-            if key in self.compacted:
-                # Rewritten after a merge (a backfill): a segment indexes the lines it had.
-                indexed = self.compactor.line_ids_of(self.state, key)
-                table = table.filter(pa.array([i not in indexed for i in table["line_id"].to_pylist()]))
             self.state.inflight = key
-            report.new_templates += self._index_table(path, table, known_new)
+            report.new_templates += self._index_table(path, table, prepared, known_new)
             self._save(key, size)
             report.objects += 1
             report.lines += table.num_rows
@@ -248,9 +235,55 @@ class Indexer:
         report.seconds = time.monotonic() - started
         return report
 
-    def _index_table(self, object_path: str, table: pa.Table, known_new: bool) -> int:
+    def _read_ahead(self, pending: list[tuple[str, int]], report: IndexReport):
+        """(path, size, table, prepared) of each object, one object ahead: while
+        one object is mined and written, the next one's search terms are made
+        in the worker processes, which would otherwise wait for it."""
+        ahead = None
+        for path, size in pending:
+            table = self._read(path, report)
+            if table is None:
+                continue
+            current, ahead = ahead, (path, size, table, self._prepare(table))
+            if current is not None:
+                yield current
+        if ahead is not None:
+            yield ahead
+
+    def _read(self, path: str, report: IndexReport) -> pa.Table | None:
+        """An object's lines not indexed yet; None if it is gone or quarantined.
+
+        Fetched, then parsed: a storage outage (an OSError here) pauses
+        indexing, and only an object that is not Parquet is quarantined."""
+        data = storage.read_or_none(self.fs, path)
+        if data is None:
+            return None  # deleted since the listing
+        try:
+            table = pq.read_table(pa.BufferReader(data),
+                                  columns=["timestamp", "labels", "line", "line_id", "level", "fields"])
+        except (pa.ArrowInvalid, OSError) as err:
+            self._quarantine(path, err)
+            report.quarantined.append(self._key(path))
+            self.progress.quarantined += 1
+            return None
+        return table
+
+    def _not_in_segments(self, key: str, table: pa.Table, prepared: Prepared) -> tuple[pa.Table, Prepared]:
+        """An object rewritten after a merge (a backfill): a segment indexes the lines it had."""
+        indexed = self.compactor.line_ids_of(self.state, key)
+        keep = [i not in indexed for i in table["line_id"].to_pylist()]
+        lines, terms = prepared
+        return table.filter(pa.array(keep)), ([line for line, k in zip(lines, keep) if k],
+                                              lambda: [t for t, k in zip(terms(), keep) if k])
+
+    def _prepare(self, table: pa.Table) -> Prepared:
+        """The object's redacted lines, and their search terms (under way in other processes)."""
         lines = self.redactor.redact_many(table["line"].to_pylist())
-        terms = self.terms.submit(lines)  # in other processes, while this one mines
+        return lines, self.terms.submit(lines)
+
+    def _index_table(self, object_path: str, table: pa.Table,
+                     prepared: Prepared, known_new: bool) -> int:
+        lines, terms = prepared
         labels = _labels_json(table["labels"])
         matches = [self.miner.add(line, stream) for line, stream in zip(lines, labels)]
         template_ids = [m.template_id for m in matches]

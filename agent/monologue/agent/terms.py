@@ -90,12 +90,12 @@ def stem(word: str) -> str:
 
 
 @lru_cache(maxsize=1 << 18)
-def _token(raw: str) -> tuple[tuple[str, ...], tuple[str, ...], str]:
-    """(terms, type terms, kind) of one whitespace token, cached: logs repeat their tokens.
+def _token(raw: str) -> tuple[tuple[str, ...], tuple[str, ...], str, str | None]:
+    """(terms, type terms, kind, head) of one whitespace token, cached: logs repeat their tokens.
 
     kind is "time", "number", "duration-unit", "size-unit", "port" or "": it
-    types a value made of two tokens ("16 ms", "port 22") and keeps times out
-    of the neighbour pairs, in _analyze.
+    types a value made of two tokens ("16 ms", "port 22"), in _analyze.
+    head is the term it pairs with its neighbours as, or None (see _head).
     """
     code = raw.endswith(":") and _CODE.fullmatch(raw) is not None
     timed = _TIME.search(raw) is not None
@@ -104,7 +104,7 @@ def _token(raw: str) -> tuple[tuple[str, ...], tuple[str, ...], str]:
     raw = raw.strip(_EDGE)
     low = raw.lower()
     if not low:
-        return (), (), "time" if timed else ""
+        return (), (), "time" if timed else "", None
     terms: list[str] = []
     types: list[str] = ["#code"] if code else []
     if _IP.search(low):
@@ -139,16 +139,23 @@ def _token(raw: str) -> tuple[tuple[str, ...], tuple[str, ...], str]:
     kind = ("time" if timed or _DATE.fullmatch(low)
             else "number" if _NUMBER.fullmatch(low) else "duration-unit" if low in DURATION_UNITS
             else "size-unit" if low in SIZE_UNITS else "port" if low == "port" else "")
-    return tuple(dict.fromkeys(t for t in terms if t not in STOP_WORDS)), tuple(types), kind
+    terms = list(dict.fromkeys(t for t in terms if t not in STOP_WORDS))
+    return tuple(terms), tuple(types), kind, _head(terms, kind)
 
 
 _PAIR_TYPES = {("number", "duration-unit"): "#duration", ("number", "size-unit"): "#size",
                ("port", "number"): "#port"}
 
 
-def _pairable(term: str) -> bool:
-    """A word or a number (28.0, an IP), not an identifier that mixes letters and digits."""
-    return not any(c.isdigit() for c in term) or _NUMERIC.fullmatch(term) is not None
+def _head(terms: list[str], kind: str) -> str | None:
+    """A token's first term, if it pairs: a word or a number (28.0, an IP).
+    A time or date next to a word says nothing about the event, and an
+    identifier that mixes letters and digits is distinctive alone: their
+    pairs would be nearly one per line."""
+    if not terms or kind == "time":
+        return None
+    head = terms[0]
+    return head if not any(c.isdigit() for c in head) or _NUMERIC.fullmatch(head) else None
 
 
 def _analyze(text: str) -> tuple[list[str], list[str]]:
@@ -158,15 +165,13 @@ def _analyze(text: str) -> tuple[list[str], list[str]]:
     heads: list[str | None] = []
     previous = ""
     for raw in _TOKEN.findall(text):
-        token, token_types, kind = _token(raw)
+        token, token_types, kind, head = _token(raw)
         terms += token
         types += token_types
         if (pair := _PAIR_TYPES.get((previous, kind))) is not None:
             types.append(pair)
         previous = kind
-        # A time or date next to a word says nothing about the event, and
-        # such pairs would be nearly one per line: a third of the index.
-        heads.append(token[0] if token and kind != "time" and _pairable(token[0]) else None)
+        heads.append(head)
     terms += [f"{a}~{b}" for a, b in zip(heads, heads[1:]) if a and b]
     return terms, types
 
