@@ -96,7 +96,7 @@ def grep_latencies(memory: SpaceMemory, asks: int) -> list[float]:
         score = " + ".join("(line ILIKE ?)::INT" for _ in words)
         started = time.perf_counter()
         memory.sql(f"SELECT line, {score} AS s FROM logs WHERE s > 0 ORDER BY s DESC LIMIT 10",
-                   [f"%{w}%" for w in words])
+                   [f"%{w}%" for w in words], lines=True)
         out.append((time.perf_counter() - started) * 1000)
     return out
 
@@ -139,7 +139,7 @@ def settle(pid: int, busy_share: float = 0.05, window: float = 10.0, timeout: fl
     return time.perf_counter() - started
 
 
-def concurrent_asks(space: Space, lance: LanceStore, embedder: LocalEmbedder) -> None:
+def concurrent_asks(space: Space, lance: LanceStore, embedder: LocalEmbedder, count: int) -> None:
     import grpc
     from monologue.agent.generator import LocalGenerator
     from monologue.agent.service import create_server
@@ -163,15 +163,15 @@ def concurrent_asks(space: Space, lance: LanceStore, embedder: LocalEmbedder) ->
                     return err.code().name, time.perf_counter() - started
 
             started = time.perf_counter()
-            with ThreadPoolExecutor(CONCURRENT_ASKS) as pool:
-                results = list(pool.map(ask, range(CONCURRENT_ASKS)))
+            with ThreadPoolExecutor(count) as pool:
+                results = list(pool.map(ask, range(count)))
             wall = time.perf_counter() - started
     finally:
         server.stop(grace=5).wait()
     errors = [code for code, _ in results if code]
     one = statistics.median(seconds for _, seconds in results)
     print(json.dumps({"bench": "agents", "metric": "concurrent_asks_errors", "value": len(errors),
-                      "unit": "errors", "asks": CONCURRENT_ASKS, "wall_s": round(wall, 1),
+                      "unit": "errors", "asks": count, "wall_s": round(wall, 1),
                       "median_ask_s": round(one, 2), "codes": sorted(set(errors)), "target": 0}), flush=True)
 
 
@@ -181,6 +181,8 @@ def main() -> int:
     parser.add_argument("--asks", type=int, default=50, help="asks per store for the latency figures")
     parser.add_argument("--weaviate-lines", type=int, default=None,
                         help="memory objects imported into Weaviate (the first N of the Space; default: all)")
+    parser.add_argument("--concurrent-asks", type=int, default=CONCURRENT_ASKS,
+                        help="Asks sent at once through gRPC, each answered by the model")
     args = parser.parse_args()
     logs = ROOT / "build" / "bench-logs" / time.strftime("%Y%m%d-%H%M%S")
     work = Path(tempfile.mkdtemp(prefix="monologue-bench-agents-"))
@@ -217,7 +219,7 @@ def main() -> int:
         report("weaviate", Agent("bench", [cluster], embedder, None), args.asks, grep)
         weaviate.close()
 
-        concurrent_asks(space, lance, embedder)
+        concurrent_asks(space, lance, embedder, args.concurrent_asks)
     finally:
         if weaviate_server is not None:
             weaviate_server.stop()

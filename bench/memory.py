@@ -39,6 +39,9 @@ def emit(metric, value, unit, baseline, target):
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lines", type=int, default=1_000_000)
+    parser.add_argument("--naive-sample", type=int, default=NAIVE_SAMPLE,
+                        help="lines embedded one by one for the naive baseline's rate")
+    parser.add_argument("--indexer-only", action="store_true", help="without the template-mining figures on Loghub")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="monologue-bench-memory-"))
     try:
@@ -49,7 +52,7 @@ def main() -> int:
         ingest(log, space.uri, show_progress=False)
 
         embedder = LocalEmbedder()
-        sample = log.read_text().splitlines()[:NAIVE_SAMPLE]
+        sample = log.read_text().splitlines()[:args.naive_sample]
         embedder.embed(sample[:16])
         started = time.perf_counter()
         embedder.embed(sample)
@@ -67,6 +70,8 @@ def main() -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
+    if args.indexer_only:
+        return 0
     sys.path.insert(0, str(Path(__file__).parent))
     import memory_templates
 
