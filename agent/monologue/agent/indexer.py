@@ -251,7 +251,7 @@ class Indexer:
             yield ahead
 
     def _read(self, path: str, report: IndexReport) -> pa.Table | None:
-        """An object's lines not indexed yet; None if it is gone or quarantined.
+        """An object's lines; None if it is gone or quarantined.
 
         Fetched, then parsed: a storage outage (an OSError here) pauses
         indexing, and only an object that is not Parquet is quarantined."""
