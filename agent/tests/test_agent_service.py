@@ -7,7 +7,7 @@ import json
 
 import grpc
 import pytest
-from monologue.agent.answering import Agent, AnswerLog
+from monologue.agent.answering import Agent, AnswerLog, LoopGuard
 from monologue.agent.generator import GrpcGenerator
 from monologue.agent.indexer import Indexer
 from monologue.agent.ingest import ingest
@@ -187,3 +187,19 @@ def test_model_server_down_is_unavailable_with_a_clear_message(local_embedder, t
         assert "model server" in err.value.details()
     finally:
         server.stop(0)
+
+
+def test_an_answer_ends_at_its_first_repeated_line():
+    """A small model's loop, as the demo once printed it, streamed in uneven pieces."""
+    looping = "Yes, there were failed logins:\n- Grace (29)\n- Alice (28)\n- Grace (27)\n- Alice (27)\n- Grace (27)\n- Ali"
+    guard, cut = LoopGuard(), None
+    for start in range(0, len(looping), 7):
+        if (cut := guard.feed(looping[start:start + 7])) is not None:
+            break
+    assert guard.text[:cut] == "Yes, there were failed logins:\n- Grace (29)\n- Alice (28)\n- Grace (27)\n- Alice (27)\n"
+
+
+def test_an_answer_without_a_repeated_line_is_kept_whole():
+    answer = "Checkouts failed because payments returned 503 [1].\n\nThey began at 09:37 [2].\n\n- gateway-a\n- gateway-b"
+    guard = LoopGuard()
+    assert all(guard.feed(piece) is None for piece in answer.split(" "))

@@ -71,6 +71,32 @@ class AnswerLog:
             self.stream.flush()
 
 
+class LoopGuard:
+    """Ends an answer at its first line that repeats an earlier one.
+
+    A small model can fall into a loop ("- Grace (27)", "- Alice (27)",
+    "- Grace (27)", ... until the token budget is spent, seen in the demo).
+    A line repeated word for word adds nothing, so generation stops there,
+    and the answer keeps what came before it (a stream has sent that line)."""
+
+    def __init__(self):
+        self.text = ""
+        self._seen: set[str] = set()
+        self._line_start = 0
+
+    def feed(self, piece: str) -> int | None:
+        """Adds generated text; returns where the answer ends once a line repeats, else None."""
+        self.text += piece
+        while (end := self.text.find("\n", self._line_start)) >= 0:
+            line = " ".join(self.text[self._line_start:end].split())
+            if line in self._seen:
+                return self._line_start
+            if line:
+                self._seen.add(line)
+            self._line_start = end + 1
+        return None
+
+
 class Agent:
     def __init__(self, name: str, memories: list[SpaceMemory], embedder: Embedder,
                  generator: Generator | None, *, system_prompt: str = prompts.DEFAULT_SYSTEM_PROMPT,
@@ -133,12 +159,17 @@ class Agent:
             answer.prompt_tokens = built.tokens
             answer.citations = answer.citations[: len(built.hits)]
             generation_started = time.perf_counter()
-            parts = []
-            for text in self.generator.generate(built.messages, self.answer_tokens):
-                parts.append(text)
-                yield text
+            loop, cut = LoopGuard(), None
+            generation = self.generator.generate(built.messages, self.answer_tokens)
+            try:
+                for text in generation:
+                    yield text
+                    if (cut := loop.feed(text)) is not None:
+                        break
+            finally:
+                generation.close()  # a loop cut short: the model stops decoding
             answer.generation_ms = (time.perf_counter() - generation_started) * 1000
-            answer.text = "".join(parts).strip()
+            answer.text = loop.text[:cut].strip()
             answer.completion_tokens = self.generator.count_tokens(answer.text) if answer.text else 0
             cited = prompts.cited_numbers(answer.text)
             for citation in answer.citations:

@@ -57,12 +57,15 @@ class GrpcGenerator:
             messages=[model_pb2.ChatMessage(role=m["role"], content=m["content"]) for m in messages],
             max_tokens=max_tokens, temperature=0.1, seed=1,
         )
+        call = self.stub.Generate(request, timeout=self.timeout)
         try:
-            for response in self.stub.Generate(request, timeout=self.timeout):
+            for response in call:
                 if response.text:
                     yield response.text
         except grpc.RpcError as err:
             raise self._unavailable(err) from err
+        finally:
+            call.cancel()  # closed early (an answer cut short): the server stops decoding
 
 
 class LocalGenerator:
