@@ -108,3 +108,27 @@ def test_field_values_are_redacted_in_the_figures(tmp_path, local_embedder):
         assert not any("hunter" in v for v in values), stat.top_values
     stored = pq.read_table(tmp_path / "data" / "_index" / "summaries")["value"].to_pylist()
     assert "[REDACTED:secret]" in stored and not any("hunter" in (v or "") for v in stored)
+
+
+def test_a_pattern_the_miner_split_over_two_templates_is_counted_whole(tmp_path, local_embedder):
+    # The miner keeps `... user=dave via=app` apart: it was a template before its
+    # sibling generalised to `... <*> <*>`, and its lines keep going to it.
+    sequence = ["carol web", "dave app", "erin web", "frank app", "dave app", "dave app", "grace web", "dave app"]
+    log = tmp_path / "orders.log"
+    log.write_text("".join(f'time=2026-11-02T10:00:{i:02d}.{NS}Z level=info msg="order placed" user={who} '
+                           f"via={via}\n" for i, (who, via) in enumerate(s.split() for s in sequence)))
+    space = Space("shop", str(tmp_path / "data"), collection="shop")
+    ingest(log, space.uri, show_progress=False)
+    store = LanceStore(str(tmp_path / "memory"))
+    Indexer(space, store, local_embedder).run_once()
+    memory = SpaceMemory(space, store)
+    split = dict(memory.sql("SELECT template, template_id FROM templates", lines=True))
+    general = split.pop('time=<*> level=info msg="order placed" <*> <*>')
+    dave = split.pop('time=<*> level=info msg="order placed" user=dave via=app')
+    assert not split
+    for since, until in ((None, None), (HOUR_10, HOUR_10 + 5 * 10**9)):
+        stat, = memory.stats([dave, general], since, until)  # dave's lines are inside the general pattern
+        assert (stat.template_id, stat.count) == (general, 8 if since is None else 5)
+        assert ("user", "dave", 4 if since is None else 2) in stat.top_values
+    assert [(s.template_id, s.count) for s in scanned(space, store, general)] == [(general, 8)]
+    assert [(s.template_id, s.count) for s in memory.stats([dave], None, None)] == [(dave, 4)]

@@ -257,3 +257,20 @@ def test_eval_templates_prints_ga_as_json(tmp_path, capsys):
     assert result["ga"] == 1.0
     assert result["lines"] == 5
     assert result["templates"] == result["true_templates"] == 3
+
+
+def test_a_template_covers_the_templates_its_wildcards_stand_for():
+    from monologue.agent.templates.patterns import PatternGroups, covers
+
+    assert covers("user <*> via <*>", "user dave via app")
+    assert covers("pod=checkout<*> ok", "pod=checkout-5d8b ok")
+    assert not covers("user dave via app", "user <*> via <*>")  # the other way round
+    assert not covers("user <*> via <*>", "user dave via the app")  # another length
+    assert not covers("pod=checkout<*> ok", "pod=payments-1 ok")
+    texts = {"old": "placed <*> via <*>", "dave": "placed dave via app", "twin": "placed <*> via <*>",
+             "wide": "<*> <*> via <*>", "other": "cancelled <*> via <*>"}
+    groups = PatternGroups(texts)
+    # Of equal texts the older covers; a template another asked-for one covers is left out.
+    assert groups.group(["dave", "old"]) == {"old": ["old", "dave", "twin"]}
+    assert groups.group(["wide", "other"]) == {"wide": ["wide", "old", "dave", "twin", "other"]}
+    assert groups.group(["dave"]) == {"dave": ["dave"]}

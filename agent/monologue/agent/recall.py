@@ -26,6 +26,7 @@ from .memory import RRF_K, Hit, MemoryStore, TemplateVectors, hybrid_search
 from .redact import Redactor
 from .space import (LINES_DIR, Space, merged_spans, object_file, object_span, segment_file, span_meets,
                     time_range)
+from .templates.patterns import PatternGroups
 
 CANDIDATES_PER_RESULT = 3  # fetched per wanted line, so fusion has room
 # A view Space filters its source's memory after the search (its SQL filter may
@@ -51,6 +52,7 @@ class _IndexFigures:
     vectors: TemplateVectors
     rows: dict[str, list[tuple]] | None  # template_id -> summary rows; None: no summaries
     figures: dict[str, summaries.TemplateFigures] | None  # over all time
+    groups: PatternGroups | None = None  # made at the first question of this version
 
 
 @dataclass
@@ -146,25 +148,35 @@ class SpaceMemory:
         return hits
 
     def stats(self, template_ids: list[str], since_ns: int | None, until_ns: int | None) -> list[TemplateStat]:
-        """Exact figures of these templates: summed from the indexer's summaries
-        where they lie inside the question's range, the rest by a scan of the lines."""
+        """Exact figures of these templates, each over its lines and those of the
+        templates it covers (templates.patterns): summed from the indexer's
+        summaries where they lie inside the question's range, the rest by a scan
+        of the lines."""
         if not template_ids:
             return []
         index = self._index()
+        if index.groups is None:
+            index.groups = PatternGroups(index.texts)
+        groups = index.groups.group(template_ids)
+        pattern_of = {member: tid for tid, members in groups.items() for member in members}
         if since_ns is None and until_ns is None and index.figures is not None:
-            figures = index.figures
+            figures = {tid: index.figures[tid] for tid, members in groups.items()
+                       if len(members) == 1 and tid in index.figures}
+            rows = [row for tid, members in groups.items() if len(members) > 1
+                    for member in members for row in index.rows.get(member, ())]
         else:
+            figures = {}
             since, until = time_range(since_ns, until_ns)
-            split = self._split_rows(index, template_ids, since, until)
+            split = self._split_rows(index, list(pattern_of), since, until)
             if split is None:
-                rows = self._scanned_rows(template_ids, [(since, until)])
+                rows = self._scanned_rows(list(pattern_of), [(since, until)])
             else:
                 rows, edges = split
-                rows += self._scanned_rows(template_ids, edges) if edges else []
-            figures = summaries.figures(rows)
+                rows += self._scanned_rows(list(pattern_of), edges) if edges else []
+        figures.update(summaries.figures([(pattern_of[row[0]], *row[1:]) for row in rows]))
         return [TemplateStat(self.space.name, tid, index.texts.get(tid, ""), f.count, f.first_seen_ns,
                              f.last_seen_ns, f.top_values)
-                for tid in template_ids if (f := figures.get(tid))]
+                for tid in groups if (f := figures.get(tid))]
 
     def _index(self) -> _IndexFigures:
         """The current index's template texts, vectors and summaries, read once per index version."""
