@@ -13,7 +13,7 @@ from monologue.agent.indexer import Indexer
 from monologue.agent.ingest import ingest
 from monologue.agent.memory import LanceStore
 from monologue.agent.prompt import build
-from monologue.agent.recall import SpaceMemory
+from monologue.agent.recall import SpaceMemory, TemplateStat
 from monologue.agent.service import create_server
 from monologue.agent.space import Space
 from monologue.api.v1 import agent_pb2 as pb
@@ -163,6 +163,20 @@ def test_injected_lines_stay_fenced_as_data(agent_stub):
     fenced = user[: user.index(closing)]
     assert all(h.text in fenced for h in injected), "every log line sits inside the fence"
     assert user.rstrip().endswith("Question: What happened?")
+
+
+def test_a_pattern_states_its_count_once_and_its_values_in_order():
+    # A 0.5B model took a value's count for the pattern's: values go without theirs.
+    stat = TemplateStat("shop", "T1", "login failed user=<*> pod=<*>", 201, 0, 10**9,
+                        [("pod", "gw-a", 123), ("pod", "gw-b", 78), ("user", "grace", 29), ("user", "alice", 28),
+                         ("level", "warn", 201)])
+    prompt = build("How many logins failed?", [], [stat], system_prompt="sys", history=[], context_size=2048,
+                   answer_tokens=64, count_tokens=lambda text: len(text) // 4)
+    figures = prompt.messages[-1]["content"].split("Statistics over all lines of these patterns:\n")[1]
+    figures = figures[: figures.index("<<<END-LOGS-")]
+    assert "201 lines in total" in figures and "all lines with level=warn" in figures
+    assert "by pod: gw-a, then gw-b" in figures and "by user: grace, then alice" in figures
+    assert not {"123", "78", "29", "28"} & set(figures.replace(",", " ").split())
 
 
 def test_injected_instructions_do_not_take_over_the_answer(agent_stub):

@@ -62,6 +62,15 @@ def test_a_line_holding_a_value_of_the_asked_type_is_tagged():
     assert "#code" not in line_terms("Invalid user test from 1.2.3.4").split()
 
 
+def test_how_many_is_the_form_of_a_question_not_its_subject():
+    # "too many connections" is no answer to "how many logins failed?"
+    assert "mani" in line_terms("too many connections for role payments").split()
+    for question in ("How many logins failed?", "how often did logins fail", "How much did logins fail?"):
+        assert {"mani", "often", "much"}.isdisjoint(query_terms(question)), question
+        assert {"login", "fail"} <= set(query_terms(question))
+    assert "#duration" in query_terms("How long did the login take?")
+
+
 def test_terms_are_a_set():
     terms = line_terms("retry retry retry").split()
     assert terms.count("retri") == 1

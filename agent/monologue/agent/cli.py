@@ -157,6 +157,12 @@ def _print_answer(answer: dict, streamed: bool) -> None:
         print("\nstatistics:")
         for s in answer["stats"]:
             print(f"  {s['count']:>7} lines  {s['first_seen']} .. {s['last_seen']}  {s['template'][:100]}")
+            by_key: dict[str, list[str]] = {}
+            for top in s.get("top_values", []):
+                by_key.setdefault(top["key"], []).append(f"{top['value']} {int(top['count'])}")
+            for key, values in by_key.items():
+                if len(values) > 1:  # one value for every line says nothing here
+                    print(f"{'':16}by {key}: {', '.join(values)}")
     t = answer["timings"]
     print(f"\n(recall {t['recall_ms']:.0f} ms, prompt {t['prompt_tokens']} tokens, "
           f"generation {t['generation_ms'] / 1000:.1f} s)", file=sys.stderr)

@@ -212,9 +212,14 @@ class TermsPool:
             self._pool = None
 
 
+# "How many", "how often": the question's form, not its subject ("too many
+# connections" is no answer to "how many logins failed?").
+_HOW = re.compile(r"\bhow (?:many|much|often|long)\b", re.I)
+
+
 def query_terms(question: str) -> list[str]:
     """A question's terms, plus the type terms of the values it asks for."""
-    terms, _ = _analyze(question)
+    terms, _ = _analyze(_HOW.sub(" ", question))
     return list(dict.fromkeys(terms + [name for name, pattern in ASKED_TYPES if pattern.search(question)]))
 
 
