@@ -46,3 +46,10 @@ def test_bench_compaction_compares_with_no_merging():
     assert figures, "no figures printed"
     assert all(figure["value"] is not None for figure in figures.values())
 
+
+
+def test_bench_answers_checks_facts_against_the_prompt():
+    figures = run_bench("answers.py", "--lines", "5000", "--questions", "2")
+    assert figures["facts_in_prompt"]["of"] == 3  # a count, then a count and a time
+    assert 0 <= figures["facts_stated"]["value"] <= 3
+    assert figures["answer_s_p50"]["value"] > 0
