@@ -53,6 +53,7 @@ class _IndexFigures:
     rows: dict[str, list[tuple]] | None  # template_id -> summary rows; None: no summaries
     figures: dict[str, summaries.TemplateFigures] | None  # over all time
     groups: PatternGroups | None = None  # made at the first question of this version
+    group_figures: dict[str, summaries.TemplateFigures | None] = field(default_factory=dict)  # see _all_time
 
 
 @dataclass
@@ -70,6 +71,7 @@ class SpaceMemory:
         self._version: tuple | None = None  # the Space's index_version when they were made
         self._lock = threading.Lock()
         self._index_figures: _IndexFigures | None = None
+        self._pattern_groups: tuple[dict[str, str], PatternGroups | None] = ({}, None)
         self.redactor = Redactor(tuple(space.extra_patterns))
         self.vocabulary = search_terms.Vocabulary()
         self._vocabulary_lock = threading.Lock()
@@ -156,16 +158,15 @@ class SpaceMemory:
             return []
         index = self._index()
         if index.groups is None:
-            index.groups = PatternGroups(index.texts)
+            # Templates change far less often than the index: a following Space's does every 2 s.
+            texts, groups = self._pattern_groups
+            index.groups = groups if texts == index.texts else PatternGroups(index.texts)
+            self._pattern_groups = (index.texts, index.groups)
         groups = index.groups.group(template_ids)
-        pattern_of = {member: tid for tid, members in groups.items() for member in members}
         if since_ns is None and until_ns is None and index.figures is not None:
-            figures = {tid: index.figures[tid] for tid, members in groups.items()
-                       if len(members) == 1 and tid in index.figures}
-            rows = [row for tid, members in groups.items() if len(members) > 1
-                    for member in members for row in index.rows.get(member, ())]
+            figures = {tid: self._all_time(index, tid, members) for tid, members in groups.items()}
         else:
-            figures = {}
+            pattern_of = {member: tid for tid, members in groups.items() for member in members}
             since, until = time_range(since_ns, until_ns)
             split = self._split_rows(index, list(pattern_of), since, until)
             if split is None:
@@ -173,10 +174,20 @@ class SpaceMemory:
             else:
                 rows, edges = split
                 rows += self._scanned_rows(list(pattern_of), edges) if edges else []
-        figures.update(summaries.figures([(pattern_of[row[0]], *row[1:]) for row in rows]))
+            figures = summaries.figures([(pattern_of[row[0]], *row[1:]) for row in rows])
         return [TemplateStat(self.space.name, tid, index.texts.get(tid, ""), f.count, f.first_seen_ns,
                              f.last_seen_ns, f.top_values)
                 for tid in groups if (f := figures.get(tid))]
+
+    @staticmethod
+    def _all_time(index: _IndexFigures, tid: str, members: list[str]) -> summaries.TemplateFigures | None:
+        """A group's figures over all time: its template's own, or its members' summed once per index version."""
+        if len(members) == 1:
+            return index.figures.get(tid)
+        if tid not in index.group_figures:
+            rows = [(tid, *row[1:]) for member in members for row in index.rows.get(member, ())]
+            index.group_figures[tid] = summaries.figures(rows).get(tid)
+        return index.group_figures[tid]
 
     def _index(self) -> _IndexFigures:
         """The current index's template texts, vectors and summaries, read once per index version."""

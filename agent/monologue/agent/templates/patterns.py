@@ -26,9 +26,16 @@ def _token_pattern(token: str) -> re.Pattern:
 
 def covers(general: str, specific: str) -> bool:
     """Every line of `specific` also fits `general` (equal texts cover each other)."""
-    g, s = general.split(), specific.split()
-    return len(g) == len(s) and all(
-        a == b or (MASK in a and _token_pattern(a).fullmatch(b) is not None) for a, b in zip(g, s))
+    return _covers(general.split(), specific.split())
+
+
+def _covers(general: list[str], specific: list[str]) -> bool:
+    if len(general) != len(specific):
+        return False
+    for a, b in zip(general, specific):
+        if a != b and (MASK not in a or _token_pattern(a).fullmatch(b) is None):
+            return False
+    return True
 
 
 class PatternGroups:
@@ -38,19 +45,18 @@ class PatternGroups:
     def __init__(self, texts: dict[str, str]):
         order = {tid: n for n, tid in enumerate(texts)}
         # A cover's first token is the line's own or holds a <*>: look only there, as Drain does.
+        split = {tid: text.split() for tid, text in texts.items()}
         buckets: dict[tuple[int, str], list[str]] = {}
-        for tid, text in texts.items():
-            if MASK in text:
-                tokens = text.split()
+        for tid, tokens in split.items():
+            if tokens and MASK in texts[tid]:
                 buckets.setdefault((len(tokens), MASK if MASK in tokens[0] else tokens[0]), []).append(tid)
         self.covered: dict[str, list[str]] = {}  # template -> the templates it covers
-        for tid, text in texts.items():
-            tokens = text.split()
+        for tid, tokens in split.items():
             if not tokens:
                 continue
             candidates = buckets.get((len(tokens), tokens[0]), []) + buckets.get((len(tokens), MASK), [])
-            covering = [g for g in candidates if g != tid and covers(texts[g], text)
-                        and (texts[g] != text or order[g] < order[tid])]  # equal texts: the oldest covers
+            covering = [g for g in candidates if g != tid and _covers(split[g], tokens)
+                        and (split[g] != tokens or order[g] < order[tid])]  # equal texts: the oldest covers
             for g in covering:
                 self.covered.setdefault(g, []).append(tid)
 
