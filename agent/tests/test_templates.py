@@ -268,9 +268,10 @@ def test_a_template_covers_the_templates_its_wildcards_stand_for():
     assert not covers("user <*> via <*>", "user dave via the app")  # another length
     assert not covers("pod=checkout<*> ok", "pod=payments-1 ok")
     texts = {"old": "placed <*> via <*>", "dave": "placed dave via app", "twin": "placed <*> via <*>",
-             "wide": "<*> <*> via <*>", "other": "cancelled <*> via <*>"}
+             "wide": "<*> <*> via <*>", "other": "cancelled <*> via <*>", "wildcards": "<*> <*> <*> <*>"}
     groups = PatternGroups(texts)
     # Of equal texts the older covers; a template another asked-for one covers is left out.
     assert groups.group(["dave", "old"]) == {"old": ["old", "dave", "twin"]}
     assert groups.group(["wide", "other"]) == {"wide": ["wide", "old", "dave", "twin", "other"]}
     assert groups.group(["dave"]) == {"dave": ["dave"]}
+    assert groups.group(["wildcards"]) == {"wildcards": ["wildcards"]}  # it says nothing of the others

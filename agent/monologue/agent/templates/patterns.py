@@ -48,7 +48,9 @@ class PatternGroups:
         split = {tid: text.split() for tid, text in texts.items()}
         buckets: dict[tuple[int, str], list[str]] = {}
         for tid, tokens in split.items():
-            if tokens and MASK in texts[tid]:
+            # A template of wildcards alone (`<*> <*>`) is where the miner put what fitted
+            # nowhere else: it says nothing of the lines of the same length elsewhere.
+            if MASK in texts[tid] and any(token != MASK for token in tokens):
                 buckets.setdefault((len(tokens), MASK if MASK in tokens[0] else tokens[0]), []).append(tid)
         self.covered: dict[str, list[str]] = {}  # template -> the templates it covers
         for tid, tokens in split.items():
