@@ -5,7 +5,9 @@ each question is asked with the embedded default model. Its facts (a count, a
 time of day, a user, a version...) are computed from the generated lines
 themselves, not from monologue. Figures: facts the answers state, against the
 facts the prompt held (its cited lines and statistics: what the model could
-have stated), in the same run; and the seconds per answer.
+have stated), in the same run; the answers whose unsupported figures
+(prompt.unsupported_figures) were flagged, against those that missed a fact;
+and the seconds per answer.
 
     .venv/bin/python bench/answers.py [--lines N] [--questions N]
 """
@@ -106,7 +108,7 @@ def main() -> int:
         agent = embedded_agent(Path(home), ["shop"])
         asked = questions(log.read_text().splitlines())[: args.questions or None]
         stated = held = 0
-        seconds = []
+        seconds, flagged, wrong, wrong_flagged = [], 0, 0, 0
         for question, facts in asked:
             started = time.perf_counter()
             answer = agent.ask(question, top_k=6)  # as the demo asks
@@ -114,12 +116,20 @@ def main() -> int:
             prompt = held_by_prompt(answer)
             stated += sum(states(answer.text, f) for f in facts)
             held += sum(states(prompt, f) for f in facts)
+            missed = any(states(prompt, f) and not states(answer.text, f) for f in facts)
+            flagged += bool(answer.unsupported_figures)
+            wrong += missed
+            wrong_flagged += missed and bool(answer.unsupported_figures)
             print(f"{sum(states(answer.text, f) for f in facts)}/{len(facts)} {question}\n"
-                  f"    {answer.text[:300]!r}", file=sys.stderr, flush=True)
+                  f"    {answer.text[:300]!r}\n    unsupported: {answer.unsupported_figures}", file=sys.stderr,
+                  flush=True)
     facts = sum(len(f) for _, f in asked)
     print(json.dumps({"bench": "answers", "metric": "facts_in_prompt", "value": held, "unit": "facts",
                       "of": facts}), flush=True)
     emit_ratio("answers", "facts_stated", stated, "facts", max(held, 1), None)
+    print(json.dumps({"bench": "answers", "metric": "answers_with_unsupported_figures", "value": flagged,
+                      "unit": "answers", "of": len(asked), "missing_a_fact": wrong,
+                      "missing_a_fact_and_flagged": wrong_flagged}), flush=True)
     print(json.dumps({"bench": "answers", "metric": "answer_s_p50", "value": round(statistics.median(seconds), 2),
                       "unit": "s"}), flush=True)
     return 0

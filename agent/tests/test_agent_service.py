@@ -12,9 +12,9 @@ from monologue.agent.generator import GrpcGenerator
 from monologue.agent.indexer import Indexer
 from monologue.agent.ingest import ingest
 from monologue.agent.memory import LanceStore
-from monologue.agent.prompt import build
+from monologue.agent.prompt import build, unsupported_figures
 from monologue.agent.recall import SpaceMemory, TemplateStat
-from monologue.agent.service import create_server
+from monologue.agent.service import create_server, to_proto
 from monologue.agent.space import Space
 from monologue.api.v1 import agent_pb2 as pb
 from monologue.api.v1 import agent_pb2_grpc
@@ -96,6 +96,34 @@ def test_ask_answers_with_citations_stats_and_timings(agent_stub):
     assert response.timings.recall_ms > 0 and response.timings.prompt_tokens > 0
     entry = json.loads(log.getvalue().splitlines()[-1])
     assert entry["question"] == "Why did checkout fail?" and entry["recalled_line_ids"]
+
+
+class ScriptedModel:
+    """Stands in for the model where the test needs a known answer: what the agent does with it."""
+
+    context_size = 2048
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def count_tokens(self, text: str) -> int:
+        return len(text) // 4
+
+    def generate(self, messages, max_tokens):
+        yield self.text
+
+
+def test_figures_no_line_or_statistic_holds_are_flagged(agent_stub):
+    _, _, agent = agent_stub
+    log = io.StringIO()
+    scripted = Agent("scripted", [agent.memories["shop"]], agent.embedder, answer_log=AnswerLog(log),
+                     generator=ScriptedModel("Checkout failed 1 time at 9:05:01 [2] as payments "
+                                             "returned 503 (84 times?), and again at 10:12:56."))
+    answer = scripted.ask("Why did checkout fail?", spaces=["shop"])
+    assert answer.unsupported_figures == ["10:12:56", "84"]
+    assert to_proto(answer).unsupported_figures == ["10:12:56", "84"]
+    assert json.loads(log.getvalue())["unsupported_figures"] == ["10:12:56", "84"]
+    assert unsupported_figures("1,940 orders, 5,052 ms", "orders: 1940 lines; waited_ms=5052") == []
 
 
 def test_stats_count_every_line_of_a_template_not_only_recalled_ones(agent_stub):

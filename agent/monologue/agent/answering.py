@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict, deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator
 
 from . import prompt as prompts
@@ -48,6 +48,7 @@ class Answer:
     prompt_tokens: int = 0
     generation_ms: float = 0.0
     completion_tokens: int = 0
+    unsupported_figures: list[str] = field(default_factory=list)  # see prompt.unsupported_figures
 
 
 class AnswerLog:
@@ -66,6 +67,8 @@ class AnswerLog:
             "recalled_line_ids": [c.hit.line_id for c in answer.citations],
             "latency_ms": round(latency_ms, 1),
         }
+        if answer.unsupported_figures:  # how often a model makes figures up, for whoever watches
+            entry["unsupported_figures"] = answer.unsupported_figures
         with self._lock:
             self.stream.write(json.dumps(entry) + "\n")
             self.stream.flush()
@@ -171,6 +174,8 @@ class Agent:
             answer.generation_ms = (time.perf_counter() - generation_started) * 1000
             answer.text = loop.text[:cut].strip()
             answer.completion_tokens = self.generator.count_tokens(answer.text) if answer.text else 0
+            asked = "\n".join(m["content"] for m in built.messages if m["role"] == "user")
+            answer.unsupported_figures = prompts.unsupported_figures(answer.text, asked)
             cited = prompts.cited_numbers(answer.text)
             for citation in answer.citations:
                 citation.cited = citation.number in cited

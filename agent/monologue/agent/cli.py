@@ -148,6 +148,9 @@ def cmd_sql(args) -> int:
 def _print_answer(answer: dict, streamed: bool) -> None:
     if not streamed:
         print(answer["answer"])
+    if answer.get("unsupported_figures"):
+        print(f"\n(not in the cited lines or statistics, check before trusting: "
+              f"{', '.join(answer['unsupported_figures'])})")
     print()
     for c in answer["citations"]:
         marker = "*" if c.get("cited") else " "
@@ -179,6 +182,7 @@ def _answer_dict(answer) -> dict:
                    "first_seen": iso(s.first_seen_ns), "last_seen": iso(s.last_seen_ns),
                    "top_values": [{"key": k, "value": v, "count": n} for k, v, n in s.top_values]}
                   for s in answer.stats],
+        "unsupported_figures": answer.unsupported_figures,
         "timings": {"recall_ms": answer.recall_ms, "prompt_tokens": answer.prompt_tokens,
                     "generation_ms": answer.generation_ms, "completion_tokens": answer.completion_tokens},
     }

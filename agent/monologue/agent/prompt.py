@@ -105,5 +105,30 @@ def build(question: str, hits: list[Hit], stats: list[TemplateStat], *, system_p
         lines.pop()  # the estimate was short: drop the least relevant line
 
 
+_CITATIONS = re.compile(r"\[[\d,\s]+\]")
+_CLOCK = re.compile(r"(?<![\d:])(\d{1,2}):(\d\d):(\d\d)(?![\d:])")
+# A number of two digits or more standing alone: not inside a date, a time or an identifier.
+_AMOUNT = re.compile(r"(?<![\w.:/-])\d[\d,]*\d(?:\.\d+)?(?![\w:/-]|\.\d)")
+
+
+def unsupported_figures(answer: str, data: str) -> list[str]:
+    """Times of day and numbers (two digits or more) in an answer that the
+    prompt's data does not hold: a small model misreads figures ("84 times"
+    for 164) and makes up times. Single digits are left alone: they are in
+    every prompt."""
+    answer = _CITATIONS.sub(" ", answer)
+    data = data.replace(",", "")
+    out = []
+    for match in _CLOCK.finditer(answer):
+        clock = f"{int(match[1]):02d}:{match[2]}:{match[3]}"
+        if clock not in data:
+            out.append(clock)
+    for match in _AMOUNT.finditer(_CLOCK.sub(" ", answer)):
+        amount = match[0].replace(",", "")
+        if re.search(rf"(?<![\d.]){re.escape(amount)}(?!\d)", data) is None:
+            out.append(match[0])
+    return list(dict.fromkeys(out))
+
+
 def cited_numbers(answer: str) -> set[int]:
     return {int(n) for group in re.findall(r"\[([\d,\s]+)\]", answer) for n in re.findall(r"\d+", group)}

@@ -45,6 +45,7 @@ def to_proto(answer: Answer) -> pb.AskResponse:
         ],
         timings=pb.Timings(recall_ms=answer.recall_ms, prompt_tokens=answer.prompt_tokens,
                            generation_ms=answer.generation_ms, completion_tokens=answer.completion_tokens),
+        unsupported_figures=answer.unsupported_figures,
     )
 
 
