@@ -52,7 +52,7 @@ class _IndexFigures:
     vectors: TemplateVectors
     rows: dict[str, list[tuple]] | None  # template_id -> summary rows; None: no summaries
     figures: dict[str, summaries.TemplateFigures] | None  # over all time
-    groups: PatternGroups | None = None  # made at the first question of this version
+    groups: PatternGroups | None = None  # made at the first question, kept while the texts stay
     group_figures: dict[str, summaries.TemplateFigures | None] = field(default_factory=dict)  # see _all_time
 
 
@@ -71,7 +71,6 @@ class SpaceMemory:
         self._version: tuple | None = None  # the Space's index_version when they were made
         self._lock = threading.Lock()
         self._index_figures: _IndexFigures | None = None
-        self._pattern_groups: tuple[dict[str, str], PatternGroups | None] = ({}, None)
         self.redactor = Redactor(tuple(space.extra_patterns))
         self.vocabulary = search_terms.Vocabulary()
         self._vocabulary_lock = threading.Lock()
@@ -158,10 +157,7 @@ class SpaceMemory:
             return []
         index = self._index()
         if index.groups is None:
-            # Templates change far less often than the index: a following Space's does every 2 s.
-            texts, groups = self._pattern_groups
-            index.groups = groups if texts == index.texts else PatternGroups(index.texts)
-            self._pattern_groups = (index.texts, index.groups)
+            index.groups = PatternGroups(index.texts)
         groups = index.groups.group(template_ids)
         if since_ns is None and until_ns is None and index.figures is not None:
             figures = {tid: self._all_time(index, tid, members) for tid, members in groups.items()}
@@ -204,6 +200,10 @@ class SpaceMemory:
                 rows.setdefault(row[0], []).append(row)
         index = _IndexFigures(version, texts, TemplateVectors(*self.space.template_vectors()), rows,
                               None if rows is None else summaries.figures([r for rs in rows.values() for r in rs]))
+        previous = self._index_figures
+        if previous is not None and previous.texts == texts:
+            # Templates change far less often than the index: a following Space's does every 2 s.
+            index.groups = previous.groups
         self._index_figures = index
         return index
 
