@@ -110,6 +110,7 @@ class ScriptedModel:
         return len(text) // 4
 
     def generate(self, messages, max_tokens):
+        self.messages = messages
         yield self.text
 
 
@@ -124,6 +125,20 @@ def test_figures_no_line_or_statistic_holds_are_flagged(agent_stub):
     assert to_proto(answer).unsupported_figures == ["10:12:56", "84"]
     assert json.loads(log.getvalue())["unsupported_figures"] == ["10:12:56", "84"]
     assert unsupported_figures("1,940 orders, 5,052 ms", "orders: 1940 lines; waited_ms=5052") == []
+
+
+def test_a_session_keeps_its_last_turns_in_the_prompt_and_its_subject_in_recall(agent_stub):
+    _, _, agent = agent_stub
+    model = ScriptedModel("Payments returned 503 [1].")
+    chatty = Agent("chatty", [agent.memories["shop"]], agent.embedder, model, top_k=3, history_turns=1)
+    chatty.ask("Why did checkout fail?", session_id="a")
+    follow_up = chatty.ask("When did it happen?", session_id="a")
+    assert [m["content"] for m in model.messages[1:3]] == ["Why did checkout fail?", "Payments returned 503 [1]."]
+    assert "checkout failed: payments returned 503" in follow_up.citations[0].hit.text
+    chatty.ask("When did it happen?", session_id="b")  # another session knows nothing of it
+    assert [m["role"] for m in model.messages] == ["system", "user"]
+    chatty.ask("How many orders were placed?", session_id="a")
+    assert model.messages[1]["content"] == "When did it happen?"  # one turn kept: the last
 
 
 def test_stats_count_every_line_of_a_template_not_only_recalled_ones(agent_stub):

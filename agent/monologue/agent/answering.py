@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import threading
 import time
@@ -25,6 +26,14 @@ from .terms import content_words
 
 log = logging.getLogger("monologue.agent")
 MAX_EXPANDED_WORDS = 8  # question words embedded for expansion (one batch with the question)
+# A question that points back at an earlier one ("when did it start?", "which
+# pods logged those?", "and yesterday?") has no subject of its own to search by.
+_REFERS_BACK = re.compile(r"^\W*(?:and|also|what about|how about)\b"
+                          r"|\b(?:it|its|they|them|their|those|these|this|that|same)\b", re.I)
+
+
+def refers_back(question: str) -> bool:
+    return _REFERS_BACK.search(question) is not None
 
 
 class SpaceNotAllowed(PermissionError):
@@ -100,6 +109,12 @@ class LoopGuard:
         return None
 
 
+@dataclass
+class _Session:
+    turns: deque  # the last questions and answers, for the prompt
+    subject: str = ""  # the last question that did not refer back: what follow-ups are about
+
+
 class Agent:
     def __init__(self, name: str, memories: list[SpaceMemory], embedder: Embedder,
                  generator: Generator | None, *, system_prompt: str = prompts.DEFAULT_SYSTEM_PROMPT,
@@ -112,7 +127,7 @@ class Agent:
         self.answer_tokens, self.history_turns = answer_tokens, history_turns
         self.max_sessions = max_sessions
         self.answer_log = answer_log
-        self._sessions: OrderedDict[str, deque] = OrderedDict()
+        self._sessions: OrderedDict[str, _Session] = OrderedDict()
         self._sessions_lock = threading.Lock()
 
     def select(self, requested: list[str]) -> list[SpaceMemory]:
@@ -125,13 +140,13 @@ class Agent:
                 f"its Spaces: {', '.join(self.memories)}")
         return [self.memories[s] for s in requested]
 
-    def _history(self, session_id: str) -> deque:
+    def _session(self, session_id: str) -> _Session:
         with self._sessions_lock:
-            turns = self._sessions.pop(session_id, None) or deque(maxlen=self.history_turns * 2)
-            self._sessions[session_id] = turns
+            session = self._sessions.pop(session_id, None) or _Session(deque(maxlen=self.history_turns * 2))
+            self._sessions[session_id] = session
             while len(self._sessions) > self.max_sessions:
                 self._sessions.popitem(last=False)
-            return turns
+            return session
 
     def stream(self, question: str, spaces: list[str] | None = None, since_ns: int | None = None,
                until_ns: int | None = None, top_k: int = 0, retrieval_only: bool = False,
@@ -141,12 +156,21 @@ class Agent:
             raise ValueError("question must not be empty")
         started = time.perf_counter()
         memories = self.select(spaces or [])
+        session = self._session(session_id) if session_id else None
+        searched = question
+        if session is not None:
+            # A follow-up is searched together with the question it follows, so
+            # "when did it start?" finds what "it" was; a new subject starts afresh.
+            if session.subject and refers_back(question):
+                searched = f"{session.subject} {question}"
+            else:
+                session.subject = question
         for memory in memories:
             memory.learn_vocabulary(self.embedder.embed)
         # One embedding call: the question, and its words for query expansion.
-        words = content_words(question)[:MAX_EXPANDED_WORDS]
-        vectors = self.embedder.embed([question, *words])
-        recalled = recall(memories, question, vectors[0], top_k or self.top_k, since_ns, until_ns,
+        words = content_words(searched)[:MAX_EXPANDED_WORDS]
+        vectors = self.embedder.embed([searched, *words])
+        recalled = recall(memories, searched, vectors[0], top_k or self.top_k, since_ns, until_ns,
                           word_vectors=dict(zip(words, vectors[1:])))
         recall_ms = (time.perf_counter() - started) * 1000
         answer = Answer(question, "", [Citation(i, h, False) for i, h in enumerate(recalled.hits, 1)],
@@ -154,7 +178,7 @@ class Agent:
         if not retrieval_only:
             if self.generator is None:
                 raise ValueError(f"agent {self.name} has no generation model; ask with retrieval_only")
-            history = self._history(session_id) if session_id else deque()
+            history = session.turns if session is not None else deque()
             built = prompts.build(
                 question, recalled.hits, recalled.stats, system_prompt=self.system_prompt,
                 history=list(history), context_size=self.generator.context_size,

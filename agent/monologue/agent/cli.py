@@ -9,13 +9,16 @@ host:port, `ask` talks to a running Agent instead.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import logging
+import re
 import signal
 import sys
 import threading
 import time
+import uuid
 from importlib.metadata import version
 from pathlib import Path
 
@@ -32,13 +35,22 @@ def _err(message: str) -> int:
     return 2
 
 
-def _time_ns(text: str | None) -> int | None:
+_AGO = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+TIME_HELP = "an ISO 8601 time (2026-11-02T09:00:00Z) or a duration ago (90s, 15m, 2h, 1h30m, 7d)"
+
+
+def _time_ns(text: str | None, now: float | None = None) -> int | None:
+    """An ISO time, or a duration before `now` as `kubectl logs --since` takes it."""
     if not text:
         return None
+    if (ago := _AGO.fullmatch(text.strip())) and any(ago.groups()):
+        days, hours, minutes, seconds = (int(g or 0) for g in ago.groups())
+        back = dt.timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+        return int(((time.time() if now is None else now) - back.total_seconds()) * 1e9)
     try:
         moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time (e.g. 2026-11-02T09:00:00Z)")
+        raise argparse.ArgumentTypeError(f"{text!r} is not {TIME_HELP}")
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.timezone.utc)
     return int(moment.timestamp() * 1e9)
@@ -197,66 +209,115 @@ def embedded_agent(home: Path | None, spaces: list[str], retrieval_only: bool = 
     return Agent("embedded", memories, wiring.local_embedder(), generator)
 
 
-def _ask_remote(args) -> int:
+class _Failed(Exception):
+    """A question that got no answer (the agent is unreachable); the message says why."""
+
+
+@contextlib.contextmanager
+def _asker(args):
+    """ask(question, session_id) -> the answer as a dict, its text streamed to
+    stdout unless --json: from embedded Spaces, or from the Agent at --agent."""
+    def write(text: str) -> None:
+        if not args.json:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+
+    options = dict(since_ns=args.since, until_ns=args.until, top_k=args.top_k, retrieval_only=args.retrieval_only)
+    if not args.agent:
+        if not args.space:
+            raise _Failed("give --space NAME (embedded) or --agent HOST:PORT")
+        agent = embedded_agent(args.home, args.space, args.retrieval_only)
+
+        def ask(question: str, session_id: str = "") -> dict:
+            for item in agent.stream(question, session_id=session_id, **options):
+                if isinstance(item, str):
+                    write(item)
+                else:
+                    return _answer_dict(item)
+            raise RuntimeError("the answer stream ended without an answer")
+
+        yield ask
+        return
+
     import grpc
     from google.protobuf.json_format import MessageToDict
     from monologue.api.v1 import agent_pb2 as pb
     from monologue.api.v1 import agent_pb2_grpc
 
-    request = pb.AskRequest(question=args.question, spaces=args.space, top_k=args.top_k,
-                            retrieval_only=args.retrieval_only)
-    if args.since:
-        request.time_range.start.FromNanoseconds(args.since)
-    if args.until:
-        request.time_range.end.FromNanoseconds(args.until)
-    with grpc.insecure_channel(args.agent) as channel:
-        stub = agent_pb2_grpc.AgentServiceStub(channel)
+    def ask(question: str, session_id: str = "") -> dict:
+        request = pb.AskRequest(question=question, spaces=args.space, top_k=args.top_k,
+                                retrieval_only=args.retrieval_only)
+        if args.since:
+            request.time_range.start.FromNanoseconds(args.since)
+        if args.until:
+            request.time_range.end.FromNanoseconds(args.until)
+        done = None
         try:
-            done = None
-            for event in stub.Chat(pb.ChatRequest(ask=request), timeout=args.timeout):
-                if event.HasField("token") and not args.json:
-                    sys.stdout.write(event.token)
-                    sys.stdout.flush()
+            for event in stub.Chat(pb.ChatRequest(session_id=session_id, ask=request), timeout=args.timeout):
+                if event.HasField("token"):
+                    write(event.token)
                 elif event.HasField("done"):
                     done = event.done
         except grpc.RpcError as err:
-            return _err(f"agent {args.agent}: {err.code().name}: {err.details()}")
-    answer = MessageToDict(done, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
-    for c in answer["citations"]:
-        c["time"] = c.pop("timestamp", "")
-    for s in answer["stats"]:
-        s["count"] = int(s["count"])
-    answer["question"] = args.question
+            raise _Failed(f"agent {args.agent}: {err.code().name}: {err.details()}") from None
+        answer = MessageToDict(done, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+        for c in answer["citations"]:
+            c["time"] = c.pop("timestamp", "")
+        for s in answer["stats"]:
+            s["count"] = int(s["count"])
+        answer["question"] = question
+        return answer
+
+    with grpc.insecure_channel(args.agent) as channel:
+        stub = agent_pb2_grpc.AgentServiceStub(channel)
+        yield ask
+
+
+def _show(args, answer: dict) -> None:
     if args.json:
-        print(json.dumps(answer))
+        print(json.dumps(answer), flush=True)
     else:
-        _print_answer(answer, streamed=True)
-    return 0
+        _print_answer(answer, streamed=bool(args.agent) or not args.retrieval_only)
 
 
 def cmd_ask(args) -> int:
-    if args.agent:
-        return _ask_remote(args)
-    if not args.space:
-        return _err("give --space NAME (embedded) or --agent HOST:PORT")
     try:
-        agent = embedded_agent(args.home, args.space, args.retrieval_only)
-    except SpaceNotFound as err:
+        with _asker(args) as ask:
+            _show(args, ask(args.question))
+    except (_Failed, SpaceNotFound) as err:
         return _err(str(err))
-    answer = None
-    for item in agent.stream(args.question, since_ns=args.since, until_ns=args.until, top_k=args.top_k,
-                             retrieval_only=args.retrieval_only):
-        if isinstance(item, str):
-            if not args.json:
-                sys.stdout.write(item)
-                sys.stdout.flush()
-        else:
-            answer = _answer_dict(item)
-    if args.json:
-        print(json.dumps(answer))
-    else:
-        _print_answer(answer, streamed=not args.retrieval_only)
     return 0
+
+
+CHAT_HELP = "Ask, then ask follow-ups (\"when did it start?\"): they are searched with the question they follow."
+
+
+def cmd_chat(args) -> int:
+    """One session: the agent keeps its last turns, and a follow-up is searched
+    with the question it refers back to. Questions come one per line from stdin."""
+    session_id = uuid.uuid4().hex
+    interactive = sys.stdin.isatty()
+    try:
+        with _asker(args) as ask:
+            if interactive:
+                print(f"{CHAT_HELP} An empty line or Ctrl-D ends.", file=sys.stderr)
+            while True:
+                if interactive:
+                    print("\n> ", end="", file=sys.stderr, flush=True)
+                line = sys.stdin.readline()
+                question = line.strip()
+                if not question:
+                    if line and not interactive:
+                        continue  # a blank line between piped questions
+                    return 0
+                if not args.json:
+                    print(f"\nQ: {question}\nA: ", end="", flush=True)
+                try:
+                    _show(args, ask(question, session_id))
+                except _Failed as err:  # the agent may be back for the next question
+                    print(f"error: {err}", file=sys.stderr)
+    except (_Failed, SpaceNotFound) as err:
+        return _err(str(err))
 
 
 def cmd_agent_serve(args) -> int:
@@ -337,6 +398,17 @@ def cmd_demo(args) -> int:
 # ---------------------------------------------------------------- parser
 
 
+def _answer_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--space", action="append", default=[], help="Space to ask (repeatable)")
+    p.add_argument("--agent", help="HOST:PORT of a running Agent (instead of embedded Spaces)")
+    p.add_argument("--since", type=_time_ns, help=f"only lines at or after this time: {TIME_HELP}")
+    p.add_argument("--until", type=_time_ns, help="only lines before this time (same forms)")
+    p.add_argument("--top-k", type=int, default=0, help="lines to recall (default: the agent's)")
+    p.add_argument("--retrieval-only", action="store_true", help="no generation: citations and stats")
+    p.add_argument("--json", action="store_true", help="print one JSON object per answer")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for a remote agent's answer")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="monologue", description=__doc__.split("\n\n")[0].strip() + " " + __doc__.split("\n\n")[1],
@@ -382,22 +454,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sql", help="run SQL over a Space's views `logs` and `templates`")
     p.add_argument("--space", required=True)
     p.add_argument("--since", type=_time_ns,
-                   help="the views hold only lines at or after this ISO time (and read only their objects)")
-    p.add_argument("--until", type=_time_ns, help="the views hold only lines before this ISO time")
+                   help=f"the views hold only lines at or after this time (and read only their objects): {TIME_HELP}")
+    p.add_argument("--until", type=_time_ns, help="the views hold only lines before this time (same forms)")
     p.add_argument("query")
     p.set_defaults(run=cmd_sql)
 
     p = sub.add_parser("ask", help="ask a question; the answer cites log lines")
     p.add_argument("question")
-    p.add_argument("--space", action="append", default=[], help="Space to ask (repeatable)")
-    p.add_argument("--agent", help="HOST:PORT of a running Agent (instead of embedded Spaces)")
-    p.add_argument("--since", type=_time_ns, help="only lines at or after this ISO time")
-    p.add_argument("--until", type=_time_ns, help="only lines before this ISO time")
-    p.add_argument("--top-k", type=int, default=0, help="lines to recall (default: the agent's)")
-    p.add_argument("--retrieval-only", action="store_true", help="no generation: citations and stats")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for a remote agent")
+    _answer_options(p)
     p.set_defaults(run=cmd_ask)
+
+    p = sub.add_parser("chat", help="ask questions and follow-ups, one per line (a session)", description=CHAT_HELP)
+    _answer_options(p)
+    p.set_defaults(run=cmd_chat)
 
     p = sub.add_parser("agent", help="run an Agent")
     agent_sub = p.add_subparsers(dest="agent_command", required=True, metavar="ACTION")

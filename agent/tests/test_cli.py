@@ -1,0 +1,107 @@
+"""The `monologue` command line as a user runs it: demo, ingest, ask, chat, with the real small models."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import io
+import json
+
+import pytest
+from monologue.agent import cli
+from monologue.agent.service import create_server
+
+LINES = [f"2026-11-02T09:{i // 60:02d}:{i % 60:02d}Z INFO checkout order ord-{i} placed in {20 + i % 50} ms"
+         for i in range(120)] + [
+    "2026-11-02T09:02:10Z INFO worker started batch job nightly-export",
+    "2026-11-02T09:05:00Z ERROR payments timeout acquiring database connection: pool exhausted (20 of 20 in use)",
+    "2026-11-02T09:05:01Z ERROR checkout failed: payments returned 503",
+    "2026-11-02T09:06:00Z WARN login failed for user alice: invalid password",
+]
+FAILED = "checkout failed: payments returned 503"
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory, embedding_model):
+    home = tmp_path_factory.mktemp("home")
+    log = home / "shop.log"
+    log.write_text("\n".join(LINES) + "\n")
+    assert cli.main(["--home", str(home), "ingest", "-f", str(log), "--space", "shop", "--quiet"]) == 0
+    return home
+
+
+def answers(out: str) -> list[dict]:
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+def test_since_and_until_take_an_iso_time_or_a_duration_ago():
+    now = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.timezone.utc).timestamp()
+    assert cli._time_ns("1h30m", now=now) == int((now - 5400) * 1e9)
+    assert cli._time_ns("7d", now=now) == int((now - 7 * 86400) * 1e9)
+    assert cli._time_ns("2026-11-02T09:00:00Z") == cli._time_ns("2026-11-02T09:00:00")
+    with pytest.raises(argparse.ArgumentTypeError, match="duration ago"):
+        cli._time_ns("2x")
+    args = cli.build_parser().parse_args(["ask", "--space", "s", "--since", "15m", "q"])
+    assert 14 * 60 <= dt.datetime.now(dt.timezone.utc).timestamp() - args.since / 1e9 < 16 * 60
+
+
+def test_ask_prints_the_cited_lines_and_their_statistics(home, capsys):
+    assert cli.main(["--home", str(home), "ask", "--space", "shop", "--retrieval-only", "--top-k", "3",
+                     "Why did checkout fail?"]) == 0
+    out = capsys.readouterr().out
+    assert "[1]" in out and FAILED in out.split("[2]")[0]
+    assert "statistics:" in out and "1 lines" in out
+    assert cli.main(["--home", str(home), "ask", "--space", "shop", "--retrieval-only", "--json",
+                     "--since", "2026-11-02T09:05:01Z", "--until", "2026-11-02T09:06:00Z", "what failed?"]) == 0
+    [answer] = answers(capsys.readouterr().out)
+    assert [c["line"] for c in answer["citations"]] == [LINES[-2]]  # the range holds that line alone
+
+
+def test_ask_without_a_known_space_says_what_to_do(home, capsys):
+    assert cli.main(["--home", str(home), "ask", "--space", "nope", "x"]) == 2
+    assert "no Space 'nope' (known: shop)" in capsys.readouterr().err
+    assert cli.main(["--home", str(home), "ask", "x"]) == 2
+    assert "give --space NAME" in capsys.readouterr().err
+
+
+def chat(home, questions: str, monkeypatch, *options: str) -> int:
+    monkeypatch.setattr("sys.stdin", io.StringIO(questions))
+    return cli.main(["--home", str(home), "chat", "--space", "shop", "--retrieval-only", "--top-k", "2",
+                     "--json", *options])
+
+
+def test_a_follow_up_in_chat_is_searched_with_the_question_it_follows(home, capsys, monkeypatch):
+    assert chat(home, "Why did checkout fail?\n\nWhen did it start?\nWere there failed logins?\n", monkeypatch) == 0
+    first, follow_up, new_subject = answers(capsys.readouterr().out)
+    assert FAILED in first["citations"][0]["line"]
+    assert FAILED in follow_up["citations"][0]["line"]
+    assert "login failed" in new_subject["citations"][0]["line"]
+    # Asked alone, the follow-up finds what "start" means on its own: another line.
+    assert cli.main(["--home", str(home), "ask", "--space", "shop", "--retrieval-only", "--json",
+                     "When did it start?"]) == 0
+    assert FAILED not in answers(capsys.readouterr().out)[0]["citations"][0]["line"]
+
+
+def test_chat_with_a_running_agent_keeps_its_session(home, capsys, monkeypatch):
+    agent = cli.embedded_agent(home, ["shop"], retrieval_only=True)
+    server, port, _ = create_server("127.0.0.1:0", agent)
+    server.start()
+    try:
+        assert chat(home, "Why did checkout fail?\nWhen did it start?\n", monkeypatch,
+                    "--agent", f"127.0.0.1:{port}") == 0
+    finally:
+        server.stop(0)
+    first, follow_up = answers(capsys.readouterr().out)
+    assert FAILED in first["citations"][0]["line"] and FAILED in follow_up["citations"][0]["line"]
+    # The agent is gone: each question says so, and the chat goes on to the end of its input.
+    assert chat(home, "What failed?\nWhat else?\n", monkeypatch, "--agent", f"127.0.0.1:{port}",
+                "--timeout", "5") == 0
+    assert capsys.readouterr().err.count("UNAVAILABLE") == 2
+
+
+def test_the_demo_answers_three_questions_with_citations(tmp_path, capsys, generation_model):
+    assert cli.main(["--home", str(tmp_path), "demo", "--lines", "3000"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.count("Q: ") == 3 and captured.out.count("A: ") == 3
+    assert captured.out.count("statistics:") == 3 and captured.out.count(" [1] ") == 3
+    assert "[3/3]" in captured.err and "demo finished" in captured.err
