@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 
 import grpc
 import pytest
@@ -139,6 +140,25 @@ def test_a_session_keeps_its_last_turns_in_the_prompt_and_its_subject_in_recall(
     assert [m["role"] for m in model.messages] == ["system", "user"]
     chatty.ask("How many orders were placed?", session_id="a")
     assert model.messages[1]["content"] == "When did it happen?"  # one turn kept: the last
+
+
+def test_a_range_the_question_names_bounds_its_lines_and_comes_back(agent_stub):
+    stub, _, _ = agent_stub
+    response = stub.Ask(pb.AskRequest(question="Why did checkout fail before 2026-11-02T09:05:01Z?", top_k=6,
+                                      spaces=["shop"], retrieval_only=True))
+    assert response.citations and all(c.timestamp.ToJsonString() < "2026-11-02T09:05:01Z" for c in response.citations)
+    assert response.time_range.end.ToJsonString() == "2026-11-02T09:05:01Z"
+    assert not response.time_range.HasField("start")
+    # Its lines are all older than an hour: nothing, said so, not other lines.
+    response = stub.Ask(pb.AskRequest(question="Why did checkout fail in the last hour?", spaces=["shop"],
+                                      retrieval_only=True))
+    assert not response.citations and not response.stats
+    assert abs(time.time() - 3600 - response.time_range.start.ToNanoseconds() / 1e9) < 60
+    # A range the request gives wins over the question's words.
+    request = pb.AskRequest(question="Why did checkout fail in the last hour?", spaces=["shop"], retrieval_only=True)
+    request.time_range.start.FromJsonString("2026-11-02T09:05:00Z")
+    response = stub.Ask(request)
+    assert "checkout failed: payments returned 503" in response.citations[0].line
 
 
 def test_stats_count_every_line_of_a_template_not_only_recalled_ones(agent_stub):

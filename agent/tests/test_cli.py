@@ -55,6 +55,9 @@ def test_ask_prints_the_cited_lines_and_their_statistics(home, capsys):
                      "--since", "2026-11-02T09:05:01Z", "--until", "2026-11-02T09:06:00Z", "what failed?"]) == 0
     [answer] = answers(capsys.readouterr().out)
     assert [c["line"] for c in answer["citations"]] == [LINES[-2]]  # the range holds that line alone
+    assert answer["time_range"] == {"start": "2026-11-02T09:05:01Z", "end": "2026-11-02T09:06:00Z"}
+    assert cli.main(["--home", str(home), "ask", "--space", "shop", "--retrieval-only", "what failed on 2026-11-02?"]) == 0
+    assert "(over the lines since 2026-11-02T00:00:00Z and before 2026-11-03T00:00:00Z)" in capsys.readouterr().out
 
 
 def test_ask_without_a_known_space_says_what_to_do(home, capsys):

@@ -23,6 +23,7 @@ from .generator import Generator
 from .memory import Hit
 from .recall import SpaceMemory, TemplateStat, recall
 from .terms import content_words
+from .timewords import named_range
 
 log = logging.getLogger("monologue.agent")
 MAX_EXPANDED_WORDS = 8  # question words embedded for expansion (one batch with the question)
@@ -58,6 +59,8 @@ class Answer:
     generation_ms: float = 0.0
     completion_tokens: int = 0
     unsupported_figures: list[str] = field(default_factory=list)  # see prompt.unsupported_figures
+    since_ns: int | None = None  # the range the answer covers: the request's, or the question's (timewords)
+    until_ns: int | None = None
 
 
 class AnswerLog:
@@ -158,13 +161,16 @@ class Agent:
         memories = self.select(spaces or [])
         session = self._session(session_id) if session_id else None
         searched = question
+        if since_ns is None and until_ns is None and (named := named_range(question)):
+            since_ns, until_ns = named.since_ns, named.until_ns
+            searched = named.rest if named.rest.strip(" ?.!") else question
         if session is not None:
             # A follow-up is searched together with the question it follows, so
             # "when did it start?" finds what "it" was; a new subject starts afresh.
-            if session.subject and refers_back(question):
-                searched = f"{session.subject} {question}"
+            if session.subject and refers_back(searched):
+                searched = f"{session.subject} {searched}"
             else:
-                session.subject = question
+                session.subject = searched
         for memory in memories:
             memory.learn_vocabulary(self.embedder.embed)
         # One embedding call: the question, and its words for query expansion.
@@ -174,7 +180,7 @@ class Agent:
                           word_vectors=dict(zip(words, vectors[1:])))
         recall_ms = (time.perf_counter() - started) * 1000
         answer = Answer(question, "", [Citation(i, h, False) for i, h in enumerate(recalled.hits, 1)],
-                        recalled.stats, recall_ms)
+                        recalled.stats, recall_ms, since_ns=since_ns, until_ns=until_ns)
         if not retrieval_only:
             if self.generator is None:
                 raise ValueError(f"agent {self.name} has no generation model; ask with retrieval_only")

@@ -163,6 +163,9 @@ def _print_answer(answer: dict, streamed: bool) -> None:
     if answer.get("unsupported_figures"):
         print(f"\n(not in the cited lines or statistics, check before trusting: "
               f"{', '.join(answer['unsupported_figures'])})")
+    if span := answer.get("time_range"):
+        bounds = [f"since {span['start']}"] * ("start" in span) + [f"before {span['end']}"] * ("end" in span)
+        print(f"\n(over the lines {' and '.join(bounds)})")
     print()
     for c in answer["citations"]:
         marker = "*" if c.get("cited") else " "
@@ -195,6 +198,8 @@ def _answer_dict(answer) -> dict:
                    "top_values": [{"key": k, "value": v, "count": n} for k, v, n in s.top_values]}
                   for s in answer.stats],
         "unsupported_figures": answer.unsupported_figures,
+        "time_range": {key: iso(ns) for key, ns in (("start", answer.since_ns), ("end", answer.until_ns))
+                       if ns is not None},
         "timings": {"recall_ms": answer.recall_ms, "prompt_tokens": answer.prompt_tokens,
                     "generation_ms": answer.generation_ms, "completion_tokens": answer.completion_tokens},
     }

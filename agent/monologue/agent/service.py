@@ -46,6 +46,8 @@ def to_proto(answer: Answer) -> pb.AskResponse:
         timings=pb.Timings(recall_ms=answer.recall_ms, prompt_tokens=answer.prompt_tokens,
                            generation_ms=answer.generation_ms, completion_tokens=answer.completion_tokens),
         unsupported_figures=answer.unsupported_figures,
+        time_range=pb.TimeRange(start=_timestamp(answer.since_ns) if answer.since_ns is not None else None,
+                                end=_timestamp(answer.until_ns) if answer.until_ns is not None else None),
     )
 
 

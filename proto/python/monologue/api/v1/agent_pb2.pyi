@@ -101,18 +101,20 @@ class Timings(_message.Message):
     def __init__(self, recall_ms: _Optional[float] = ..., prompt_tokens: _Optional[int] = ..., generation_ms: _Optional[float] = ..., completion_tokens: _Optional[int] = ...) -> None: ...
 
 class AskResponse(_message.Message):
-    __slots__ = ("answer", "citations", "stats", "timings", "unsupported_figures")
+    __slots__ = ("answer", "citations", "stats", "timings", "unsupported_figures", "time_range")
     ANSWER_FIELD_NUMBER: _ClassVar[int]
     CITATIONS_FIELD_NUMBER: _ClassVar[int]
     STATS_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
     UNSUPPORTED_FIGURES_FIELD_NUMBER: _ClassVar[int]
+    TIME_RANGE_FIELD_NUMBER: _ClassVar[int]
     answer: str
     citations: _containers.RepeatedCompositeFieldContainer[Citation]
     stats: _containers.RepeatedCompositeFieldContainer[TemplateStat]
     timings: Timings
     unsupported_figures: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, answer: _Optional[str] = ..., citations: _Optional[_Iterable[_Union[Citation, _Mapping]]] = ..., stats: _Optional[_Iterable[_Union[TemplateStat, _Mapping]]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., unsupported_figures: _Optional[_Iterable[str]] = ...) -> None: ...
+    time_range: TimeRange
+    def __init__(self, answer: _Optional[str] = ..., citations: _Optional[_Iterable[_Union[Citation, _Mapping]]] = ..., stats: _Optional[_Iterable[_Union[TemplateStat, _Mapping]]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., unsupported_figures: _Optional[_Iterable[str]] = ..., time_range: _Optional[_Union[TimeRange, _Mapping]] = ...) -> None: ...
 
 class ChatRequest(_message.Message):
     __slots__ = ("session_id", "ask")
