@@ -297,6 +297,15 @@ def cmd_ask(args) -> int:
 CHAT_HELP = "Ask, then ask follow-ups (\"when did it start?\"): they are searched with the question they follow."
 
 
+def _typed_questions():
+    """Questions typed at a terminal, with line editing and history, until an empty line or Ctrl-D."""
+    import readline  # noqa: F401  (input() edits lines once it is loaded)
+
+    print(f"{CHAT_HELP} An empty line or Ctrl-D ends.", file=sys.stderr)
+    while line := input("\n> ").strip():
+        yield line
+
+
 def cmd_chat(args) -> int:
     """One session: the agent keeps its last turns, and a follow-up is searched
     with the question it refers back to. Questions come one per line from stdin."""
@@ -304,25 +313,20 @@ def cmd_chat(args) -> int:
     interactive = sys.stdin.isatty()
     try:
         with _asker(args) as ask:
-            if interactive:
-                print(f"{CHAT_HELP} An empty line or Ctrl-D ends.", file=sys.stderr)
-            while True:
-                if interactive:
-                    print("\n> ", end="", file=sys.stderr, flush=True)
-                line = sys.stdin.readline()
-                question = line.strip()
-                if not question:
-                    if line and not interactive:
-                        continue  # a blank line between piped questions
-                    return 0
+            questions = _typed_questions() if interactive else (q for line in sys.stdin if (q := line.strip()))
+            for question in questions:
                 if not args.json:
-                    print(f"\nQ: {question}\nA: ", end="", flush=True)
+                    shown = "" if interactive else f"\nQ: {question}\n"  # typed, it is on the screen
+                    print(shown + ("" if args.retrieval_only else "A: "), end="", flush=True)
                 try:
                     _show(args, ask(question, session_id))
                 except _Failed as err:  # the agent may be back for the next question
                     print(f"error: {err}", file=sys.stderr)
+    except EOFError:  # Ctrl-D at the prompt
+        pass
     except (_Failed, SpaceNotFound) as err:
         return _err(str(err))
+    return 0
 
 
 def cmd_agent_serve(args) -> int:
