@@ -83,6 +83,13 @@ def test_a_follow_up_in_chat_is_searched_with_the_question_it_follows(home, caps
     assert cli.main(["--home", str(home), "ask", "--space", "shop", "--retrieval-only", "--json",
                      "When did it start?"]) == 0
     assert FAILED not in answers(capsys.readouterr().out)[0]["citations"][0]["line"]
+    # A follow-up keeps its subject's time range, unless it names its own.
+    assert chat(home, "What failed before 2026-11-02T09:05:01Z?\nAnd what did that log?\n"
+                "And on 2026-11-03?\n", monkeypatch) == 0
+    subject, follow_up, elsewhen = answers(capsys.readouterr().out)
+    assert subject["time_range"] == follow_up["time_range"] == {"end": "2026-11-02T09:05:01Z"}
+    assert all(c["time"] < "2026-11-02T09:05:01Z" for c in follow_up["citations"])
+    assert elsewhen["time_range"]["start"] == "2026-11-03T00:00:00Z" and not elsewhen["citations"]
 
 
 def test_chat_with_a_running_agent_keeps_its_session(home, capsys, monkeypatch):

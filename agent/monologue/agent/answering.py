@@ -116,6 +116,27 @@ class LoopGuard:
 class _Session:
     turns: deque  # the last questions and answers, for the prompt
     subject: str = ""  # the last question that did not refer back: what follow-ups are about
+    span: tuple[int | None, int | None] = (None, None)  # the subject's time range
+
+
+def _what_to_search(question: str, session: _Session | None, since_ns: int | None,
+                    until_ns: int | None) -> tuple[str, int | None, int | None]:
+    """The text to recall by, and the time range: the request's, else one the
+    question names (timewords), else, for a follow-up, its subject's. A
+    follow-up is searched together with its subject, so "when did it start?"
+    finds what "it" was; a question with a subject of its own starts afresh."""
+    searched = question
+    if since_ns is None and until_ns is None and (named := named_range(question)):
+        since_ns, until_ns = named.since_ns, named.until_ns
+        searched = named.rest if named.rest.strip(" ?.!") else question
+    if session is None:
+        return searched, since_ns, until_ns
+    if session.subject and refers_back(searched):
+        if since_ns is None and until_ns is None:
+            since_ns, until_ns = session.span
+        return f"{session.subject} {searched}", since_ns, until_ns
+    session.subject, session.span = searched, (since_ns, until_ns)
+    return searched, since_ns, until_ns
 
 
 class Agent:
@@ -160,17 +181,7 @@ class Agent:
         started = time.perf_counter()
         memories = self.select(spaces or [])
         session = self._session(session_id) if session_id else None
-        searched = question
-        if since_ns is None and until_ns is None and (named := named_range(question)):
-            since_ns, until_ns = named.since_ns, named.until_ns
-            searched = named.rest if named.rest.strip(" ?.!") else question
-        if session is not None:
-            # A follow-up is searched together with the question it follows, so
-            # "when did it start?" finds what "it" was; a new subject starts afresh.
-            if session.subject and refers_back(searched):
-                searched = f"{session.subject} {searched}"
-            else:
-                session.subject = searched
+        searched, since_ns, until_ns = _what_to_search(question, session, since_ns, until_ns)
         for memory in memories:
             memory.learn_vocabulary(self.embedder.embed)
         # One embedding call: the question, and its words for query expansion.
