@@ -235,8 +235,8 @@ def test_a_pattern_states_its_count_once_and_its_values_in_order():
                          ("level", "warn", 201)])
     prompt = build("How many logins failed?", [], [stat], system_prompt="sys", history=[], context_size=2048,
                    answer_tokens=64, count_tokens=lambda text: len(text) // 4)
-    figures = prompt.messages[-1]["content"].split("Statistics over all lines of these patterns:\n")[1]
-    figures = figures[: figures.index("<<<END-LOGS-")]
+    figures = prompt.messages[-1]["content"].split("Statistics over all lines of the matching patterns (exact):\n")[1]
+    figures = figures[: figures.index("Example log lines:")]
     assert "201 lines in total" in figures and "all lines with level=warn" in figures
     assert "by pod: gw-a, then gw-b" in figures and "by user: grace, then alice" in figures
     assert not {"123", "78", "29", "28"} & set(figures.replace(",", " ").split())

@@ -82,8 +82,12 @@ def build(question: str, hits: list[Hit], stats: list[TemplateStat], *, system_p
 
     def render(lines: list[str]) -> list[dict[str, str]]:
         data = "\n".join(lines) or "(no matching log lines)"
-        user = (f"{open_marker}\nLog lines:\n{data}\n"
-                + (f"\nStatistics over all lines of these patterns:\n{stats_block}\n" if stats_block else "")
+        # The exact figures first, then the lines as examples: the 0.5B default model
+        # stated 18 of bench/answers.py's 23 facts so (twice), 17 with the lines first.
+        user = (f"{open_marker}\n"
+                + (f"Statistics over all lines of the matching patterns (exact):\n{stats_block}\n\n"
+                   if stats_block else "")
+                + f"Example log lines:\n{data}\n"
                 + f"{close_marker}\n\nQuestion: {question}")
         return [{"role": "system", "content": system}, *history, {"role": "user", "content": user}]
 
