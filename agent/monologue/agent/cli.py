@@ -26,6 +26,7 @@ from monologue.common import jsonlog
 
 from . import eval_logqa, eval_templates, wiring
 from .space import SpaceNotFound, SpaceRegistry
+from .timewords import parse_time
 
 log = logging.getLogger("monologue.cli")
 
@@ -48,12 +49,9 @@ def _time_ns(text: str | None, now: float | None = None) -> int | None:
         back = dt.timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
         return int(((time.time() if now is None else now) - back.total_seconds()) * 1e9)
     try:
-        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return int(parse_time(text).timestamp() * 1e9)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not {TIME_HELP}")
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.timezone.utc)
-    return int(moment.timestamp() * 1e9)
+        raise argparse.ArgumentTypeError(f"{text!r} is not {TIME_HELP}") from None
 
 
 # ---------------------------------------------------------------- generate / ingest / index

@@ -36,12 +36,15 @@ def _ns(moment: dt.datetime) -> int:
     return int(moment.timestamp() * 1e9)
 
 
+def parse_time(text: str) -> dt.datetime:
+    """An ISO 8601 time; without a zone, UTC (as log timestamps are). ValueError if it is none."""
+    moment = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace(" ", "T"))
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.timezone.utc)
+
+
 def _moment(text: str) -> tuple[dt.datetime, bool]:
     """The time, and whether it is a whole day (a date alone)."""
-    moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace(" ", "T"))
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.timezone.utc)
-    return moment, len(text) == 10
+    return parse_time(text), len(text) == 10
 
 
 def named_range(question: str, now: dt.datetime | None = None) -> NamedRange | None:
