@@ -115,3 +115,43 @@ def test_the_demo_answers_three_questions_with_citations(tmp_path, capsys, gener
     assert captured.out.count("Q: ") == 3 and captured.out.count("A: ") == 3
     assert captured.out.count("statistics:") == 3 and captured.out.count(" [1] ") == 3
     assert "[3/3]" in captured.err and "demo finished" in captured.err
+
+
+def test_agent_serve_answers_counts_its_requests_on_metrics_and_stops_on_sigterm(home):
+    import grpc
+    from harness.cli_process import Running, get
+    from monologue.api.v1 import agent_pb2 as pb
+    from monologue.api.v1 import agent_pb2_grpc
+    from prometheus_client.parser import text_string_to_metric_families
+
+    agent = Running(["--home", str(home), "agent", "serve", "--space", "shop", "--listen", "127.0.0.1:0",
+                     "--http-port", "0"])
+    try:
+        port, http = agent.wait_for_field("port"), agent.wait_for_field("http_port")
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = agent_pb2_grpc.AgentServiceStub(channel)
+            answered = stub.Ask(pb.AskRequest(question="Why did checkout fail?"), timeout=120)
+            recalled = stub.Ask(pb.AskRequest(question="Why did checkout fail?", retrieval_only=True), timeout=30)
+            for request, code in ((pb.AskRequest(question="what failed?", spaces=["payments"]), "PERMISSION_DENIED"),
+                                  (pb.AskRequest(question=" "), "INVALID_ARGUMENT")):
+                with pytest.raises(grpc.RpcError) as err:
+                    stub.Ask(request, timeout=30)
+                assert err.value.code().name == code
+        assert FAILED in recalled.citations[0].line
+        status, text = get(http, "/metrics")
+        samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+                   for family in text_string_to_metric_families(text) for s in family.samples}
+        requests = {labels: value for (name, labels), value in samples.items()
+                    if name == "monologue_agent_requests_total"}
+        assert requests == {(("code", "OK"), ("method", "Ask")): 2,
+                            (("code", "PERMISSION_DENIED"), ("method", "Ask")): 1,
+                            (("code", "INVALID_ARGUMENT"), ("method", "Ask")): 1}
+        assert samples[("monologue_agent_recall_seconds_count", ())] == 2
+        assert samples[("monologue_agent_generation_seconds_count", ())] == 1
+        assert samples[("monologue_agent_prompt_tokens_total", ())] == answered.timings.prompt_tokens
+        assert samples[("monologue_agent_completion_tokens_total", ())] == answered.timings.completion_tokens > 0
+        assert samples[("monologue_agent_requests_in_flight", ())] == 0
+        assert get(http, "/readyz")[0] == get(http, "/healthz")[0] == 200
+    finally:
+        code = agent.stop()
+    assert code == 0 and any('"agent stopped"' in line for line in agent.lines)

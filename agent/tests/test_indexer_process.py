@@ -6,56 +6,24 @@ from __future__ import annotations
 
 import json
 import re
-import signal
-import subprocess
-import sys
-import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from harness.cli_process import Running, get
 from monologue.agent.ingest import ingest
 
 
-def start_indexer(tmp_path: Path, embedder: dict | None = None) -> tuple[subprocess.Popen, int, Path]:
+def start_indexer(tmp_path: Path, embedder: dict | None = None) -> tuple[Running, int, Path]:
     data = tmp_path / "data"
     data.mkdir(exist_ok=True)
     config = {"name": "shop", "collection": "shop", "storage": {"uri": str(data)},
               "vectorStore": {"kind": "lancedb", "uri": str(tmp_path / "memory")}, "embedder": embedder}
     (tmp_path / "space.json").write_text(json.dumps(config))
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "monologue"), "--log-level", "info", "indexer",
-         "--config", str(tmp_path / "space.json"), "--http-host", "127.0.0.1", "--http-port", "0",
-         "--poll-seconds", "0.2"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    ports: list[int] = []
-    lines: list[str] = []
-
-    def read_log():
-        for line in process.stderr:
-            lines.append(line)
-            if not ports and (found := re.search(r'"http_port": (\d+)', line)):
-                ports.append(int(found.group(1)))
-
-    threading.Thread(target=read_log, daemon=True).start()
-    deadline = time.monotonic() + 60
-    while not ports:
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail("the indexer did not start:\n" + "".join(lines))
-        time.sleep(0.05)
-    return process, ports[0], data
-
-
-def get(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as err:
-        return err.code, err.read().decode()
+    indexer = Running(["indexer", "--config", str(tmp_path / "space.json"), "--http-host", "127.0.0.1",
+                       "--http-port", "0", "--poll-seconds", "0.2"])
+    return indexer, indexer.wait_for_field("http_port", timeout=60), data
 
 
 def wait_for(condition, what: str, timeout: float = 60.0):
@@ -70,15 +38,6 @@ def wait_for(condition, what: str, timeout: float = 60.0):
 def metric(port: int, name: str) -> float | None:
     found = re.search(rf'^{name}{{space="shop"}} (\S+)$', get(port, "/metrics")[1], re.M)
     return float(found.group(1)) if found else None
-
-
-def stop(process: subprocess.Popen) -> int:
-    process.send_signal(signal.SIGTERM)
-    try:
-        return process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        pytest.fail("the indexer did not stop within 30 s of SIGTERM")
 
 
 def test_the_indexer_process_reports_what_it_indexed_and_stops_on_sigterm(tmp_path, embedding_model):
@@ -96,7 +55,7 @@ def test_the_indexer_process_reports_what_it_indexed_and_stops_on_sigterm(tmp_pa
         assert get(port, "/readyz")[0] == 200 and get(port, "/healthz")[0] == 200
         assert get(port, "/nothing")[0] == 404
     finally:
-        code = stop(process)
+        code = process.stop()
     assert code == 0
 
 
@@ -112,7 +71,7 @@ def test_an_indexer_whose_embedder_is_down_is_paused_not_ready_and_still_alive(t
         assert get(port, "/readyz")[0] == 503  # so `kubectl get pods` shows it
         assert get(port, "/healthz")[0] == 200  # a restart would not bring the embedder back
     finally:
-        code = stop(process)
+        code = process.stop()
     assert code == 0
 
 
@@ -140,7 +99,7 @@ def test_sigterm_stops_a_long_catch_up_between_two_objects(tmp_path, embedding_m
         wait_for(lambda: (metric(port, "monologue_indexer_objects_total") or 0) >= 1, "the catch-up to begin")
     finally:
         stopping = time.monotonic()
-        code = stop(process)
+        code = process.stop()
     assert code == 0 and time.monotonic() - stopping < 5
     state = json.loads((data / "_index" / "state.json").read_text())
     indexed = len(state["objects"]) + 64 * len(state["segments"])

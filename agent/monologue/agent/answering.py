@@ -154,6 +154,9 @@ class Agent:
         self._sessions: OrderedDict[str, _Session] = OrderedDict()
         self._sessions_lock = threading.Lock()
 
+    def sessions_kept(self) -> int:
+        return len(self._sessions)
+
     def select(self, requested: list[str]) -> list[SpaceMemory]:
         if not requested:
             return list(self.memories.values())

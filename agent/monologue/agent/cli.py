@@ -331,6 +331,7 @@ def cmd_agent_serve(args) -> int:
     from .answering import Agent, AnswerLog
     from .recall import SpaceMemory
     from .service import create_server
+    from .telemetry import AgentMetrics, serve_http
 
     if args.config:
         config = wiring.load_config(args.config)
@@ -346,15 +347,22 @@ def cmd_agent_serve(args) -> int:
         agent = embedded_agent(args.home, args.space)
         agent.answer_log = AnswerLog()
         listen = args.listen or "127.0.0.1:50051"
-    server, port, health_servicer = create_server(listen, agent)
-    server.start()
-    log.info("agent serving", extra={"agent": agent.name, "port": port, "spaces": list(agent.memories)})
+    metrics = AgentMetrics(sessions=agent.sessions_kept)
+    server, port, health_servicer = create_server(listen, agent, metrics=metrics)
     stop = threading.Event()
+    http_host = args.http_host or listen.rpartition(":")[0].strip("[]")
+    http = serve_http(metrics.registry, http_host, args.http_port, healthy=lambda: True,
+                      ready=lambda: not stop.is_set(), name="agent")
+    server.start()
+    log.info("agent serving", extra={"agent": agent.name, "port": port, "spaces": list(agent.memories),
+                                     "http_port": http.server_address[1]})
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
     health_servicer.enter_graceful_shutdown()
     server.stop(args.grace).wait()
+    http.shutdown()
+    http.server_close()
     log.info("agent stopped", extra={"agent": agent.name})
     return 0
 
@@ -482,6 +490,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--space", action="append", default=[], help="embedded Space(s) to serve")
     serve.add_argument("--listen", help="address to bind (default 127.0.0.1:50051 embedded)")
     serve.add_argument("--grace", type=float, default=20.0, help="seconds to finish requests on SIGTERM")
+    serve.add_argument("--http-host", help="where /metrics, /healthz and /readyz listen (default: the gRPC host)")
+    serve.add_argument("--http-port", type=int, default=8080, help="of /metrics, /healthz and /readyz (0: pick one)")
     serve.set_defaults(run=cmd_agent_serve)
 
     p = sub.add_parser("eval", help="evaluations")

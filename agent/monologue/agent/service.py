@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from concurrent import futures
 
@@ -16,6 +17,7 @@ from .answering import Agent, Answer, SpaceNotAllowed
 from .embedder import EmbedderUnavailable
 from .generator import GeneratorUnavailable
 from .memory import StoreUnavailable
+from .telemetry import AgentMetrics
 
 log = logging.getLogger("monologue.agent")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["AgentService"].full_name
@@ -75,54 +77,64 @@ def _code(err: Exception) -> grpc.StatusCode:
 
 
 class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
-    def __init__(self, agent: Agent):
-        self.agent = agent
+    def __init__(self, agent: Agent, metrics: AgentMetrics):
+        self.agent, self.metrics = agent, metrics
 
-    def _abort(self, context, err: Exception):
-        code = _code(err)
-        if code == grpc.StatusCode.INTERNAL:
-            log.exception("request failed")
-        context.abort(code, str(err))
+    @contextlib.contextmanager
+    def _call(self, method: str, context):
+        """Counts the call by how it ended; a failure aborts it with its status code."""
+        with self.metrics.request(method) as outcome:
+            try:
+                yield
+            except Exception as err:
+                code = _code(err)
+                outcome["code"] = code.name
+                if code == grpc.StatusCode.INTERNAL:
+                    log.exception("request failed")
+                context.abort(code, str(err))
+            except GeneratorExit:  # a stream whose client left
+                outcome["code"] = grpc.StatusCode.CANCELLED.name
+                raise
+            if not context.is_active():
+                outcome["code"] = grpc.StatusCode.CANCELLED.name
 
     def Ask(self, request, context):
-        try:
-            return to_proto(self.agent.ask(request.question, **_options(request)))
-        except Exception as err:
-            self._abort(context, err)
+        with self._call("Ask", context):
+            answer = self.agent.ask(request.question, **_options(request))
+            self.metrics.answered(answer)
+            return to_proto(answer)
 
     def Chat(self, request, context):
-        try:
+        with self._call("Chat", context):
             options = _options(request.ask)
             for item in self.agent.stream(request.ask.question, session_id=request.session_id, **options):
                 if not context.is_active():
                     return  # the client left: stop generating
                 if isinstance(item, Answer):
+                    self.metrics.answered(item)
                     yield pb.ChatResponse(done=to_proto(item))
                 else:
                     yield pb.ChatResponse(token=item)
-        except Exception as err:
-            self._abort(context, err)
 
     def ListSpaces(self, request, context):
-        try:
+        with self._call("ListSpaces", context):
             return pb.ListSpacesResponse(spaces=[
                 pb.SpaceInfo(name=name, collection=memory.collection, lines=memory.line_count())
                 for name, memory in self.agent.memories.items()
             ])
-        except Exception as err:
-            self._abort(context, err)
 
 
-def create_server(address: str, agent: Agent, workers: int = 16,
-                  max_concurrent: int = 64) -> tuple[grpc.Server, int, health.HealthServicer]:
-    """A gRPC server (not started) bound to address; port 0 picks one.
+def create_server(address: str, agent: Agent, workers: int = 16, max_concurrent: int = 64,
+                  metrics: AgentMetrics | None = None) -> tuple[grpc.Server, int, health.HealthServicer]:
+    """A gRPC server (not started) bound to address; port 0 picks one. metrics:
+    where its requests are counted (telemetry.serve_http serves them).
 
     Beyond max_concurrent RPCs in flight, new ones are refused with
     RESOURCE_EXHAUSTED at once: back-pressure, not a growing queue.
     """
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="agent"),
                          maximum_concurrent_rpcs=max_concurrent)
-    agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentServicer(agent), server)
+    agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentServicer(agent, metrics or AgentMetrics()), server)
     health_servicer = health.HealthServicer()
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

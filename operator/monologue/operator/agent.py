@@ -20,6 +20,8 @@ from .reconciling import (
 )
 from .settings import Settings
 
+AGENT_HTTP_PORT = 8080  # the agent's /metrics, /healthz and /readyz
+
 KIND = "Agent"
 
 
@@ -84,8 +86,10 @@ def deployment(body: Mapping, credentials: Mapping | None, config_text: str, set
     volume, mount = pods.config_volume(naming.agent(name))
     container = pods.container(
         "agent", settings.agent_image, settings,
-        command=["monologue", "agent", "serve", "--config", f"{naming.CONFIG_DIR}/agent.json"],
-        ports=[{"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"}],
+        command=["monologue", "agent", "serve", "--config", f"{naming.CONFIG_DIR}/agent.json",
+                 "--http-port", str(AGENT_HTTP_PORT)],
+        ports=[{"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
+               {"name": "http", "containerPort": AGENT_HTTP_PORT, "protocol": "TCP"}],
         env=pods.s3_env(credentials, settings),
         volumeMounts=[mount],
         readinessProbe={"grpc": {"port": GRPC_PORT}, "periodSeconds": 5},
@@ -102,7 +106,8 @@ def service(body: Mapping) -> dict:
     name = meta["name"]
     return pods.service(naming.agent(name), meta["namespace"], naming.labels(KIND, name, "agent"),
                         naming.selector(name, "agent"),
-                        [{"name": "grpc", "port": GRPC_PORT, "appProtocol": "grpc"}])
+                        [{"name": "grpc", "port": GRPC_PORT, "appProtocol": "grpc"},
+                         {"name": "http", "port": AGENT_HTTP_PORT}])
 
 
 def reconcile(body: Mapping, ctx: Context) -> Outcome:

@@ -216,8 +216,11 @@ def test_an_agent_naming_a_missing_space_recovers_when_it_appears(cluster, names
 
     deployment = cluster.deployment(namespace, "sre-agent")
     container = deployment.spec.template.spec.containers[0]
-    assert container.command == ["monologue", "agent", "serve", "--config", "/etc/monologue/agent.json"]
+    assert container.command == ["monologue", "agent", "serve", "--config", "/etc/monologue/agent.json",
+                                 "--http-port", "8080"]
     assert container.readiness_probe.grpc.port == 50051
+    assert {p.name: p.container_port for p in container.ports} == {"grpc": 50051, "http": 8080}
+    assert {p.name: p.port for p in cluster.service(namespace, "sre-agent").spec.ports} == {"grpc": 50051, "http": 8080}
     assert owned_by(deployment, obj) and owned_by(cluster.service(namespace, "sre-agent"), obj)
 
 
