@@ -60,11 +60,18 @@ def test_ask_prints_the_cited_lines_and_their_statistics(home, capsys):
     assert "(over the lines since 2026-11-02T00:00:00Z and before 2026-11-03T00:00:00Z)" in capsys.readouterr().out
 
 
-def test_ask_without_a_known_space_says_what_to_do(home, capsys):
+def test_ask_without_a_known_space_says_what_to_do(home, tmp_path, capsys):
     assert cli.main(["--home", str(home), "ask", "--space", "nope", "x"]) == 2
     assert "no Space 'nope' (known: shop)" in capsys.readouterr().err
-    assert cli.main(["--home", str(home), "ask", "x"]) == 2
-    assert "give --space NAME" in capsys.readouterr().err
+    assert cli.main(["--home", str(tmp_path), "ask", "x"]) == 2
+    assert "no Space yet: create one with `monologue ingest" in capsys.readouterr().err
+    # The only Space is asked when none is named; of several, the user names one.
+    assert cli.main(["--home", str(home), "ask", "--retrieval-only", "--json", "Why did checkout fail?"]) == 0
+    assert FAILED in answers(capsys.readouterr().out)[0]["citations"][0]["line"]
+    (tmp_path / "spaces" / "a").mkdir(parents=True)
+    (tmp_path / "spaces" / "b").mkdir()
+    assert cli.main(["--home", str(tmp_path), "ask", "x"]) == 2
+    assert "give --space NAME, one of: a, b" in capsys.readouterr().err
 
 
 def chat(home, questions: str, monkeypatch, *options: str) -> int:

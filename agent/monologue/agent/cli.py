@@ -216,6 +216,17 @@ class _Failed(Exception):
     """A question that got no answer (the agent is unreachable); the message says why."""
 
 
+def _only_space(home: Path | None) -> str:
+    """The Space to ask when none is named: the only one there is."""
+    names = SpaceRegistry(home).names()
+    if len(names) == 1:
+        return names[0]
+    if not names:
+        raise _Failed("no Space yet: create one with `monologue ingest -f FILE --space NAME` "
+                      "(or `make demo`), or ask a running agent with --agent HOST:PORT")
+    raise _Failed(f"give --space NAME, one of: {', '.join(names)} (or --agent HOST:PORT)")
+
+
 @contextlib.contextmanager
 def _asker(args):
     """ask(question, session_id) -> the answer as a dict, its text streamed to
@@ -227,9 +238,7 @@ def _asker(args):
 
     options = dict(since_ns=args.since, until_ns=args.until, top_k=args.top_k, retrieval_only=args.retrieval_only)
     if not args.agent:
-        if not args.space:
-            raise _Failed("give --space NAME (embedded) or --agent HOST:PORT")
-        agent = embedded_agent(args.home, args.space, args.retrieval_only)
+        agent = embedded_agent(args.home, args.space or [_only_space(args.home)], args.retrieval_only)
 
         def ask(question: str, session_id: str = "") -> dict:
             for item in agent.stream(question, session_id=session_id, **options):
@@ -414,7 +423,8 @@ def cmd_demo(args) -> int:
 
 
 def _answer_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--space", action="append", default=[], help="Space to ask (repeatable)")
+    p.add_argument("--space", action="append", default=[],
+                   help="Space to ask (repeatable; default: the only embedded Space)")
     p.add_argument("--agent", help="HOST:PORT of a running Agent (instead of embedded Spaces)")
     p.add_argument("--since", type=_time_ns, help=f"only lines at or after this time: {TIME_HELP}")
     p.add_argument("--until", type=_time_ns, help="only lines before this time (same forms)")
