@@ -210,3 +210,74 @@ def test_weaviate_flushes_its_memtables_as_the_benchmarked_one_does(rendered):
     weaviate = find(rendered, "StatefulSet", "weaviate")
     env = env_of(next(c for c in support.containers(weaviate) if c["name"] == "weaviate"))
     assert {k: env.get(k) for k in WEAVIATE_MEMTABLES} == WEAVIATE_MEMTABLES
+
+
+# ---------------------------------------------------------------- network
+
+# Who may reach each store that deploy/ runs, by the pods' app.kubernetes.io/name: the
+# stores take anonymous requests (Weaviate, Loki) or keys alone (S3).
+CLIENTS = {
+    "weaviate": {"monologue-operator", "indexer", "agent"},
+    "loki": {"log-collector", "shipper"},
+    "s3": {"s3-bucket", "shipper", "indexer", "agent", "model-server"},
+}
+
+
+def selects(selector: dict, labels: dict) -> bool:
+    """A Kubernetes label selector (matchLabels, matchExpressions) against labels."""
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for expression in selector.get("matchExpressions", []):
+        key, operator, values = expression["key"], expression["operator"], expression.get("values", [])
+        if not {"In": labels.get(key) in values, "NotIn": labels.get(key) not in values,
+                "Exists": key in labels, "DoesNotExist": key not in labels}[operator]:
+            return False
+    return True
+
+
+def admitted(policy: dict, labels: dict, namespace: str) -> bool:
+    """Whether a pod with these labels, in this namespace (of any labels), may reach the
+    policy's pods: a peer without a namespaceSelector is the policy's own namespace."""
+    for rule in policy["spec"].get("ingress", []):
+        for peer in rule.get("from", []):
+            same = namespace == policy["metadata"]["namespace"]
+            if (peer.get("namespaceSelector") == {} or ("namespaceSelector" not in peer and same)) \
+                    and selects(peer.get("podSelector", {}), labels):
+                return True
+    return False
+
+
+def pod_labels(objects: list[dict]) -> list[dict]:
+    return [o["spec"]["template"]["metadata"]["labels"] for o in objects
+            if o["kind"] in {"Deployment", "StatefulSet", "DaemonSet", "Job"}]
+
+
+def test_each_store_admits_exactly_the_parts_that_use_it(rendered):
+    deployed, children = pod_labels(rendered), pod_labels(operator_children(rendered))
+    name = lambda labels: labels["app.kubernetes.io/name"]  # noqa: E731
+    policies = {p["metadata"]["name"]: p for p in rendered if p["kind"] == "NetworkPolicy"}
+    assert set(policies) == set(CLIENTS)
+    for store, clients in CLIENTS.items():
+        spec = policies[store]["spec"]
+        assert spec["policyTypes"] == ["Ingress"]
+        assert [name(p) for p in deployed + children if selects(spec["podSelector"], p)] == [store]
+        assert {name(p) for p in deployed + children if admitted(policies[store], p, NAMESPACE)} == clients
+        # The operator runs a Space's and an Agent's parts in their own namespace.
+        assert ({name(p) for p in children if admitted(policies[store], p, "shop")}
+                == clients & {name(p) for p in children})
+
+
+def test_the_parts_the_operator_runs_are_admitted_to_the_stores_they_are_configured_for(rendered):
+    """A new child configured with a store's address fails here until the store admits it."""
+    children = operator_children(rendered)
+    configs = {c["metadata"]["name"]: json.dumps(c["data"]) for c in children if c["kind"] == "ConfigMap"}
+    uses = set()
+    for child in (c for c in children if c["kind"] == "Deployment"):
+        pod = child["spec"]["template"]
+        text = json.dumps(pod["spec"]["containers"]) + "".join(
+            configs.get(v.get("configMap", {}).get("name"), "") for v in pod["spec"].get("volumes", []))
+        uses |= {(pod["metadata"]["labels"]["app.kubernetes.io/name"], store) for store in CLIENTS
+                 if f"{store}.{NAMESPACE}.svc" in text}
+    assert uses == {("shipper", "loki"), ("shipper", "s3"), ("indexer", "s3"), ("indexer", "weaviate"),
+                    ("agent", "s3"), ("agent", "weaviate")}
+    assert all(part in CLIENTS[store] for part, store in uses)
