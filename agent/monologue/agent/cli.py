@@ -301,6 +301,16 @@ def cmd_ask(args) -> int:
     return 0
 
 
+ASK_HELP = """Ask a question of embedded Spaces, or of a running Agent (--agent). The answer streams,
+then the log lines it cites and the exact statistics of their patterns.
+
+examples:
+  monologue ask "why did checkouts fail?"
+  monologue ask --space shop --since 1h "which pods logged errors?"
+  monologue ask --retrieval-only --json "how often did payments time out?"
+  monologue ask --agent localhost:50051 "when did the first login failure happen?"
+"""
+
 CHAT_HELP = "Ask, then ask follow-ups (\"when did it start?\"): they are searched with the question they follow."
 
 
@@ -484,8 +494,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("query")
     p.set_defaults(run=cmd_sql)
 
-    p = sub.add_parser("ask", help="ask a question; the answer cites log lines")
-    p.add_argument("question")
+    p = sub.add_parser("ask", help="ask a question; the answer cites log lines", description=ASK_HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("question", help="in quotes; it may name its time (\"in the last hour\", \"yesterday\")")
     _answer_options(p)
     p.set_defaults(run=cmd_ask)
 
