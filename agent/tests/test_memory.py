@@ -154,6 +154,21 @@ def test_among_equal_matches_the_first_occurrence_leads(store, request):
     assert [h.line_id for h in hits] == ["id0", "id1", "id2"]
 
 
+def test_lines_just_written_that_hold_more_of_the_words_rank_first(store, request):
+    # A following Space asks about lines written seconds ago. Weaviate 1.35's
+    # BlockMax WAND ranked them by one word alone while they sat in its
+    # memtable: "checkout fail" returned "checkout started" lines for ~10 s.
+    name = collection_name("test", request.node.name)
+    store.drop(name)
+    store.ensure(name)
+    lines = [(f"checkout started order {i}", "T10", None) for i in range(90)]
+    lines += [(f"checkout failed order {i}: payments returned 503", "T11", None) for i in range(10)]
+    store.upsert(name, rows(lines))
+    hits = store.search(name, terms("why did checkouts fail?"), 5)
+    store.drop(name)
+    assert [h.template_id for h in hits] == ["T11"] * 5
+
+
 def test_drop_removes_the_collection(store, tmp_path):
     name = collection_name("test", "drop-me")
     store.ensure(name)
