@@ -168,7 +168,8 @@ def _print_answer(answer: dict, streamed: bool) -> None:
     for c in answer["citations"]:
         marker = "*" if c.get("cited") else " "
         labels = " ".join(f"{k}={v}" for k, v in sorted(c.get("labels", {}).items()))
-        print(f" {marker}[{c['number']}] {c['time']} {c['space']} {labels}\n      {c['line']}")
+        via = f"  (same {c['via']})" if c.get("via") else ""
+        print(f" {marker}[{c['number']}] {c['time']} {c['space']} {labels}{via}\n      {c['line']}")
     if answer.get("stats"):
         print("\nstatistics:")
         for s in answer["stats"]:
@@ -190,7 +191,7 @@ def _answer_dict(answer) -> dict:
         "question": answer.question, "answer": answer.text,
         "citations": [{"number": c.number, "cited": c.cited, "space": c.hit.space, "line_id": c.hit.line_id,
                        "time": iso(c.hit.timestamp_ns), "labels": c.hit.labels, "line": c.hit.text,
-                       "score": c.hit.score} for c in answer.citations],
+                       "score": c.hit.score, "via": c.hit.via} for c in answer.citations],
         "stats": [{"space": s.space, "template_id": s.template_id, "template": s.template, "count": s.count,
                    "first_seen": iso(s.first_seen_ns), "last_seen": iso(s.last_seen_ns),
                    "top_values": [{"key": k, "value": v, "count": n} for k, v, n in s.top_values]}

@@ -55,6 +55,7 @@ class Hit:
     timestamp_ns: int
     space: str
     score: float
+    via: str = ""  # for a line recalled as related (recall.related): the request id it shares, "key=value"
 
 
 class StoreUnavailable(ConnectionError):

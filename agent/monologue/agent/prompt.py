@@ -51,7 +51,8 @@ def _time(ns: int) -> str:
 def _line(number: int, hit: Hit) -> str:
     labels = " ".join(f"{k}={v}" for k, v in sorted(hit.labels.items()) if k != "filename")
     text = _CONTROL.sub(" ", hit.text)
-    return f"[{number}] {_time(hit.timestamp_ns)} {hit.space}{' ' + labels if labels else ''} | {text}"
+    via = f" (same request: {hit.via})" if hit.via else ""
+    return f"[{number}] {_time(hit.timestamp_ns)} {hit.space}{' ' + labels if labels else ''}{via} | {text}"
 
 
 def _stat(stat: TemplateStat) -> str:

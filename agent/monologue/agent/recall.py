@@ -4,7 +4,8 @@ Hybrid search (BM25 + template vectors, memory.hybrid_search) over each Space's 
 with the question's search terms (terms.py) plus, for question words no
 template of the Space uses, the template words nearest in meaning; hits from
 several Spaces are fused by reciprocal rank, since their scores are not
-comparable. Then exact statistics over every line of the recalled
+comparable. The first lines' request and trace ids bring the lines the same
+requests logged in other services (related). Then exact statistics over every line of the recalled
 templates (count, first and last seen, most frequent label and field values),
 summed from the indexer's per-object summaries (summaries.py) with DuckDB, so
 "how often / since when / which pods" questions get numbers, not guesses.
@@ -13,6 +14,7 @@ summed from the indexer's per-object summaries (summaries.py) with DuckDB, so
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 from dataclasses import dataclass, field
 
@@ -28,6 +30,14 @@ from .space import (LINES_DIR, Space, merged_spans, object_file, object_span, se
                     time_range)
 from .templates.patterns import PatternGroups
 
+# A field that names one request (or trace) across services, and its value: an
+# identifier, holding a digit (not "none"), without separators that would cut it
+# into several search terms (terms.py).
+REQUEST_ID = re.compile(r"""(?<![\w-])["']?((?:x[-_])?(?:req(?:uest)?|trace|correlation|transaction)[-_]?id)["']?"""
+                        r"""\s*[:=]\s*["']?(?=[\w.-]*\d)([A-Za-z0-9][\w.-]{3,}[A-Za-z0-9])(?![\w.:/=@-])""", re.I)
+RELATED_FROM = 3  # the first hits whose request ids are followed
+RELATED_LINES = 4  # related lines added at most, one per pattern
+PROBLEM_LEVELS = frozenset({"warn", "error", "fatal"})  # as logschema normalizes them
 CANDIDATES_PER_RESULT = 3  # fetched per wanted line, so fusion has room
 # A view Space filters its source's memory after the search (its SQL filter may
 # use any column of `logs`, which the store does not have): fetch more.
@@ -135,6 +145,16 @@ class SpaceMemory:
             query += self.vocabulary.expand(np.vstack(unknown))
         hits = hybrid_search(self.store, self.collection, self._index().vectors, " ".join(dict.fromkeys(query)),
                              vector, fetch, since_ns, until_ns)
+        return self._visible(hits)
+
+    def lines_holding(self, terms: list[str], limit: int, since_ns: int | None,
+                      until_ns: int | None) -> list[Hit]:
+        """Lines that hold any of these terms (BM25: the rarer a term, the higher its lines)."""
+        fetch = limit * (VIEW_OVERFETCH if self.space.where else 1)
+        return self._visible(self.store.search(self.collection, " ".join(terms), fetch, since_ns, until_ns))
+
+    def _visible(self, hits: list[Hit]) -> list[Hit]:
+        """The hits this Space holds, named by it."""
         for hit in hits:
             hit.space = self.space.name
         if self.space.where and hits:
@@ -316,8 +336,46 @@ def recall(memories: list[SpaceMemory], question: str, vector: np.ndarray | None
     for score, hit in ranked:
         hit.score = score
         hits.append(hit)
+    # Right after the lines they relate to: before more lines like those, for a
+    # prompt's budget and a small model's attention.
+    hits[RELATED_FROM:RELATED_FROM] = related(memories, hits, since_ns, until_ns)
     stats = []
     for memory in memories:
         wanted = list(dict.fromkeys(h.template_id for h in hits if h.space == memory.space.name and h.template_id))
         stats += memory.stats(wanted[:max_stats], since_ns, until_ns)
     return Recalled(hits, stats)
+
+
+def request_ids(text: str) -> dict[str, str]:
+    """The request and trace ids a line names: value (lower-cased) -> "key=value"."""
+    return {value.lower(): f"{key}={value}" for key, value in REQUEST_ID.findall(text)}
+
+
+def related(memories: list[SpaceMemory], hits: list[Hit], since_ns: int | None,
+            until_ns: int | None) -> list[Hit]:
+    """Lines of other patterns that share a request id with the first hits: what
+    the same requests did in other services. A failure's cause is often one
+    service upstream, in words the question does not use ("why did checkouts
+    fail?": "checkout failed: payments returned 503" <- payments' "timeout
+    acquiring database connection" of the same req_id). The first such line of
+    each pattern not recalled yet, at most RELATED_LINES; each carries the id it
+    shares (Hit.via)."""
+    patterns = {(h.space, h.template_id) for h in hits}
+    out: list[Hit] = []
+    for memory in memories:
+        ids: dict[str, str] = {}
+        for hit in [h for h in hits if h.space == memory.space.name][:RELATED_FROM]:
+            ids |= request_ids(hit.text)
+        terms = [t for value in ids if (t := search_terms.identifier_term(value)) is not None]
+        if not terms:
+            continue
+        found = memory.lines_holding(terms, RELATED_LINES * 8, since_ns, until_ns)
+        # What went wrong in those requests first, then what else they did; each in time order.
+        for hit in sorted(found, key=lambda h: (h.level not in PROBLEM_LEVELS, h.timestamp_ns)):
+            shared = [named for value, named in request_ids(hit.text).items() if value in ids]
+            # A term may match in another role (a path, a message): only a shared id relates.
+            if shared and (hit.space, hit.template_id) not in patterns:
+                hit.via, hit.score = shared[0], 0.0
+                patterns.add((hit.space, hit.template_id))
+                out.append(hit)
+    return out[:RELATED_LINES]

@@ -36,7 +36,8 @@ def to_proto(answer: Answer) -> pb.AskResponse:
         citations=[
             pb.Citation(number=c.number, space=c.hit.space, line_id=c.hit.line_id,
                         timestamp=_timestamp(c.hit.timestamp_ns), labels=c.hit.labels, line=c.hit.text,
-                        score=c.hit.score, template_id=c.hit.template_id, cited=c.cited)
+                        score=c.hit.score, template_id=c.hit.template_id, cited=c.cited,
+                        via=c.hit.via)
             for c in answer.citations
         ],
         stats=[

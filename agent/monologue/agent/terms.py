@@ -223,6 +223,12 @@ def query_terms(question: str) -> list[str]:
     return list(dict.fromkeys(terms + [name for name, pattern in ASKED_TYPES if pattern.search(question)]))
 
 
+def identifier_term(value: str) -> str | None:
+    """The term a line holds for an identifier token (`req-2b47a750a7`), kept whole."""
+    found = _token(value)[0]
+    return found[0] if found else None
+
+
 def content_words(question: str) -> list[str]:
     """Plain words of a question that may carry its meaning (for expansion)."""
     return list(dict.fromkeys(w for w in re.findall(r"[a-z]{3,}", question.lower()) if w not in STOP_WORDS))

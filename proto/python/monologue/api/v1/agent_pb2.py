@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cmonologue/api/v1/agent.proto\x12\x10monologue.api.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"_\n\tTimeRange\x12)\n\x05start\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x03\x65nd\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x86\x01\n\nAskRequest\x12\x10\n\x08question\x18\x01 \x01(\t\x12\x0e\n\x06spaces\x18\x02 \x03(\t\x12/\n\ntime_range\x18\x03 \x01(\x0b\x32\x1b.monologue.api.v1.TimeRange\x12\r\n\x05top_k\x18\x04 \x01(\x05\x12\x16\n\x0eretrieval_only\x18\x05 \x01(\x08\"\x91\x02\n\x08\x43itation\x12\x0e\n\x06number\x18\x01 \x01(\x05\x12\r\n\x05space\x18\x02 \x01(\t\x12\x0f\n\x07line_id\x18\x03 \x01(\t\x12-\n\ttimestamp\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x36\n\x06labels\x18\x05 \x03(\x0b\x32&.monologue.api.v1.Citation.LabelsEntry\x12\x0c\n\x04line\x18\x06 \x01(\t\x12\r\n\x05score\x18\x07 \x01(\x02\x12\x13\n\x0btemplate_id\x18\x08 \x01(\t\x12\r\n\x05\x63ited\x18\t \x01(\x08\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"7\n\nLabelCount\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12\r\n\x05\x63ount\x18\x03 \x01(\x03\"\xe4\x01\n\x0cTemplateStat\x12\r\n\x05space\x18\x01 \x01(\t\x12\x13\n\x0btemplate_id\x18\x02 \x01(\t\x12\x10\n\x08template\x18\x03 \x01(\t\x12\r\n\x05\x63ount\x18\x04 \x01(\x03\x12.\n\nfirst_seen\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tlast_seen\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\ntop_values\x18\x07 \x03(\x0b\x32\x1c.monologue.api.v1.LabelCount\"e\n\x07Timings\x12\x11\n\trecall_ms\x18\x01 \x01(\x02\x12\x15\n\rprompt_tokens\x18\x02 \x01(\x05\x12\x15\n\rgeneration_ms\x18\x03 \x01(\x02\x12\x19\n\x11\x63ompletion_tokens\x18\x04 \x01(\x05\"\xf5\x01\n\x0b\x41skResponse\x12\x0e\n\x06\x61nswer\x18\x01 \x01(\t\x12-\n\tcitations\x18\x02 \x03(\x0b\x32\x1a.monologue.api.v1.Citation\x12-\n\x05stats\x18\x03 \x03(\x0b\x32\x1e.monologue.api.v1.TemplateStat\x12*\n\x07timings\x18\x04 \x01(\x0b\x32\x19.monologue.api.v1.Timings\x12\x1b\n\x13unsupported_figures\x18\x05 \x03(\t\x12/\n\ntime_range\x18\x06 \x01(\x0b\x32\x1b.monologue.api.v1.TimeRange\"L\n\x0b\x43hatRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12)\n\x03\x61sk\x18\x02 \x01(\x0b\x32\x1c.monologue.api.v1.AskRequest\"W\n\x0c\x43hatResponse\x12\x0f\n\x05token\x18\x01 \x01(\tH\x00\x12-\n\x04\x64one\x18\x02 \x01(\x0b\x32\x1d.monologue.api.v1.AskResponseH\x00\x42\x07\n\x05\x65vent\"\x13\n\x11ListSpacesRequest\"<\n\tSpaceInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\x12\r\n\x05lines\x18\x03 \x01(\x03\"A\n\x12ListSpacesResponse\x12+\n\x06spaces\x18\x01 \x03(\x0b\x32\x1b.monologue.api.v1.SpaceInfo2\xf4\x01\n\x0c\x41gentService\x12\x42\n\x03\x41sk\x12\x1c.monologue.api.v1.AskRequest\x1a\x1d.monologue.api.v1.AskResponse\x12G\n\x04\x43hat\x12\x1d.monologue.api.v1.ChatRequest\x1a\x1e.monologue.api.v1.ChatResponse0\x01\x12W\n\nListSpaces\x12#.monologue.api.v1.ListSpacesRequest\x1a$.monologue.api.v1.ListSpacesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cmonologue/api/v1/agent.proto\x12\x10monologue.api.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"_\n\tTimeRange\x12)\n\x05start\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x03\x65nd\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x86\x01\n\nAskRequest\x12\x10\n\x08question\x18\x01 \x01(\t\x12\x0e\n\x06spaces\x18\x02 \x03(\t\x12/\n\ntime_range\x18\x03 \x01(\x0b\x32\x1b.monologue.api.v1.TimeRange\x12\r\n\x05top_k\x18\x04 \x01(\x05\x12\x16\n\x0eretrieval_only\x18\x05 \x01(\x08\"\x9e\x02\n\x08\x43itation\x12\x0e\n\x06number\x18\x01 \x01(\x05\x12\r\n\x05space\x18\x02 \x01(\t\x12\x0f\n\x07line_id\x18\x03 \x01(\t\x12-\n\ttimestamp\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x36\n\x06labels\x18\x05 \x03(\x0b\x32&.monologue.api.v1.Citation.LabelsEntry\x12\x0c\n\x04line\x18\x06 \x01(\t\x12\r\n\x05score\x18\x07 \x01(\x02\x12\x13\n\x0btemplate_id\x18\x08 \x01(\t\x12\r\n\x05\x63ited\x18\t \x01(\x08\x12\x0b\n\x03via\x18\n \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"7\n\nLabelCount\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12\r\n\x05\x63ount\x18\x03 \x01(\x03\"\xe4\x01\n\x0cTemplateStat\x12\r\n\x05space\x18\x01 \x01(\t\x12\x13\n\x0btemplate_id\x18\x02 \x01(\t\x12\x10\n\x08template\x18\x03 \x01(\t\x12\r\n\x05\x63ount\x18\x04 \x01(\x03\x12.\n\nfirst_seen\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tlast_seen\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\ntop_values\x18\x07 \x03(\x0b\x32\x1c.monologue.api.v1.LabelCount\"e\n\x07Timings\x12\x11\n\trecall_ms\x18\x01 \x01(\x02\x12\x15\n\rprompt_tokens\x18\x02 \x01(\x05\x12\x15\n\rgeneration_ms\x18\x03 \x01(\x02\x12\x19\n\x11\x63ompletion_tokens\x18\x04 \x01(\x05\"\xf5\x01\n\x0b\x41skResponse\x12\x0e\n\x06\x61nswer\x18\x01 \x01(\t\x12-\n\tcitations\x18\x02 \x03(\x0b\x32\x1a.monologue.api.v1.Citation\x12-\n\x05stats\x18\x03 \x03(\x0b\x32\x1e.monologue.api.v1.TemplateStat\x12*\n\x07timings\x18\x04 \x01(\x0b\x32\x19.monologue.api.v1.Timings\x12\x1b\n\x13unsupported_figures\x18\x05 \x03(\t\x12/\n\ntime_range\x18\x06 \x01(\x0b\x32\x1b.monologue.api.v1.TimeRange\"L\n\x0b\x43hatRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12)\n\x03\x61sk\x18\x02 \x01(\x0b\x32\x1c.monologue.api.v1.AskRequest\"W\n\x0c\x43hatResponse\x12\x0f\n\x05token\x18\x01 \x01(\tH\x00\x12-\n\x04\x64one\x18\x02 \x01(\x0b\x32\x1d.monologue.api.v1.AskResponseH\x00\x42\x07\n\x05\x65vent\"\x13\n\x11ListSpacesRequest\"<\n\tSpaceInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\x12\r\n\x05lines\x18\x03 \x01(\x03\"A\n\x12ListSpacesResponse\x12+\n\x06spaces\x18\x01 \x03(\x0b\x32\x1b.monologue.api.v1.SpaceInfo2\xf4\x01\n\x0c\x41gentService\x12\x42\n\x03\x41sk\x12\x1c.monologue.api.v1.AskRequest\x1a\x1d.monologue.api.v1.AskResponse\x12G\n\x04\x43hat\x12\x1d.monologue.api.v1.ChatRequest\x1a\x1e.monologue.api.v1.ChatResponse0\x01\x12W\n\nListSpaces\x12#.monologue.api.v1.ListSpacesRequest\x1a$.monologue.api.v1.ListSpacesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,27 +39,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ASKREQUEST']._serialized_start=181
   _globals['_ASKREQUEST']._serialized_end=315
   _globals['_CITATION']._serialized_start=318
-  _globals['_CITATION']._serialized_end=591
-  _globals['_CITATION_LABELSENTRY']._serialized_start=546
-  _globals['_CITATION_LABELSENTRY']._serialized_end=591
-  _globals['_LABELCOUNT']._serialized_start=593
-  _globals['_LABELCOUNT']._serialized_end=648
-  _globals['_TEMPLATESTAT']._serialized_start=651
-  _globals['_TEMPLATESTAT']._serialized_end=879
-  _globals['_TIMINGS']._serialized_start=881
-  _globals['_TIMINGS']._serialized_end=982
-  _globals['_ASKRESPONSE']._serialized_start=985
-  _globals['_ASKRESPONSE']._serialized_end=1230
-  _globals['_CHATREQUEST']._serialized_start=1232
-  _globals['_CHATREQUEST']._serialized_end=1308
-  _globals['_CHATRESPONSE']._serialized_start=1310
-  _globals['_CHATRESPONSE']._serialized_end=1397
-  _globals['_LISTSPACESREQUEST']._serialized_start=1399
-  _globals['_LISTSPACESREQUEST']._serialized_end=1418
-  _globals['_SPACEINFO']._serialized_start=1420
-  _globals['_SPACEINFO']._serialized_end=1480
-  _globals['_LISTSPACESRESPONSE']._serialized_start=1482
-  _globals['_LISTSPACESRESPONSE']._serialized_end=1547
-  _globals['_AGENTSERVICE']._serialized_start=1550
-  _globals['_AGENTSERVICE']._serialized_end=1794
+  _globals['_CITATION']._serialized_end=604
+  _globals['_CITATION_LABELSENTRY']._serialized_start=559
+  _globals['_CITATION_LABELSENTRY']._serialized_end=604
+  _globals['_LABELCOUNT']._serialized_start=606
+  _globals['_LABELCOUNT']._serialized_end=661
+  _globals['_TEMPLATESTAT']._serialized_start=664
+  _globals['_TEMPLATESTAT']._serialized_end=892
+  _globals['_TIMINGS']._serialized_start=894
+  _globals['_TIMINGS']._serialized_end=995
+  _globals['_ASKRESPONSE']._serialized_start=998
+  _globals['_ASKRESPONSE']._serialized_end=1243
+  _globals['_CHATREQUEST']._serialized_start=1245
+  _globals['_CHATREQUEST']._serialized_end=1321
+  _globals['_CHATRESPONSE']._serialized_start=1323
+  _globals['_CHATRESPONSE']._serialized_end=1410
+  _globals['_LISTSPACESREQUEST']._serialized_start=1412
+  _globals['_LISTSPACESREQUEST']._serialized_end=1431
+  _globals['_SPACEINFO']._serialized_start=1433
+  _globals['_SPACEINFO']._serialized_end=1493
+  _globals['_LISTSPACESRESPONSE']._serialized_start=1495
+  _globals['_LISTSPACESRESPONSE']._serialized_end=1560
+  _globals['_AGENTSERVICE']._serialized_start=1563
+  _globals['_AGENTSERVICE']._serialized_end=1807
 # @@protoc_insertion_point(module_scope)

@@ -32,7 +32,7 @@ class AskRequest(_message.Message):
     def __init__(self, question: _Optional[str] = ..., spaces: _Optional[_Iterable[str]] = ..., time_range: _Optional[_Union[TimeRange, _Mapping]] = ..., top_k: _Optional[int] = ..., retrieval_only: bool = ...) -> None: ...
 
 class Citation(_message.Message):
-    __slots__ = ("number", "space", "line_id", "timestamp", "labels", "line", "score", "template_id", "cited")
+    __slots__ = ("number", "space", "line_id", "timestamp", "labels", "line", "score", "template_id", "cited", "via")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -49,6 +49,7 @@ class Citation(_message.Message):
     SCORE_FIELD_NUMBER: _ClassVar[int]
     TEMPLATE_ID_FIELD_NUMBER: _ClassVar[int]
     CITED_FIELD_NUMBER: _ClassVar[int]
+    VIA_FIELD_NUMBER: _ClassVar[int]
     number: int
     space: str
     line_id: str
@@ -58,7 +59,8 @@ class Citation(_message.Message):
     score: float
     template_id: str
     cited: bool
-    def __init__(self, number: _Optional[int] = ..., space: _Optional[str] = ..., line_id: _Optional[str] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., line: _Optional[str] = ..., score: _Optional[float] = ..., template_id: _Optional[str] = ..., cited: bool = ...) -> None: ...
+    via: str
+    def __init__(self, number: _Optional[int] = ..., space: _Optional[str] = ..., line_id: _Optional[str] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., line: _Optional[str] = ..., score: _Optional[float] = ..., template_id: _Optional[str] = ..., cited: bool = ..., via: _Optional[str] = ...) -> None: ...
 
 class LabelCount(_message.Message):
     __slots__ = ("key", "value", "count")
