@@ -9,6 +9,12 @@ have stated), in the same run; the answers whose unsupported figures
 (prompt.unsupported_figures) were flagged, against those that missed a fact;
 and the seconds per answer.
 
+Causes: questions about a symptom (a 502, a failed checkout) whose cause another
+service logged under the same request id ("timeout acquiring database
+connection"). Asked with the lines those requests logged elsewhere
+(recall.related) and without them (the baseline, same run): how often the
+prompt held the cause, and how often the answer stated it.
+
     .venv/bin/python bench/answers.py [--lines N] [--questions N]
 """
 
@@ -67,8 +73,20 @@ def questions(lines: list[str]) -> list[tuple[str, list]]:
     ]
 
 
+# The incident's cause, as the payments service logs it, in any of its words.
+CAUSE = ("any", "database connection", "connection pool", "pool exhausted", "pool was exhausted")
+CAUSE_QUESTIONS = [
+    "Why did the gateway return 502 errors?",
+    "Why did POST /api/checkout requests fail?",
+    "Why did checkouts fail?",
+    "Why did some checkout requests take over 5 seconds?",
+]
+
+
 def states(text: str, fact) -> bool:
     text = text.lower()
+    if isinstance(fact, tuple) and fact[0] == "any":
+        return any(words in text for words in fact[1:])
     if isinstance(fact, tuple):
         return any(fact[1] <= float(n) <= fact[2] for n in re.findall(r"\d+(?:\.\d+)?", text.replace(",", "")))
     if re.fullmatch(r"\d\d:\d\d:\d\d", fact):  # 09:13:28 or 9:13:28
@@ -89,9 +107,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lines", type=int, default=20_000, help="generated shop lines (the demo's 20,000)")
     parser.add_argument("--questions", type=int, default=0, help="ask only the first N questions (0: all)")
+    parser.add_argument("--causes", type=int, default=len(CAUSE_QUESTIONS), help="cause questions to ask (0: none)")
     args = parser.parse_args()
 
-    from monologue.agent import wiring
+    from monologue.agent import recall, wiring
     from monologue.agent.cli import embedded_agent
     from monologue.agent.generate import write_log
     from monologue.agent.indexer import Indexer
@@ -123,6 +142,17 @@ def main() -> int:
             print(f"{sum(states(answer.text, f) for f in facts)}/{len(facts)} {question}\n"
                   f"    {answer.text[:300]!r}\n    unsupported: {answer.unsupported_figures}", file=sys.stderr,
                   flush=True)
+        causes = {}
+        related = recall.related
+        for mode in ("related", "without"):
+            recall.related = related if mode == "related" else (lambda *_args, **_kwargs: [])
+            answers = [agent.ask(question, top_k=6) for question in CAUSE_QUESTIONS[: args.causes]]
+            causes[mode] = (sum(states(held_by_prompt(a), CAUSE) for a in answers),
+                            sum(states(a.text, CAUSE) for a in answers))
+            for question, answer in zip(CAUSE_QUESTIONS, answers):
+                print(f"{mode}: {int(states(answer.text, CAUSE))} {question}\n    {answer.text[:300]!r}",
+                      file=sys.stderr, flush=True)
+        recall.related = related
     facts = sum(len(f) for _, f in asked)
     print(json.dumps({"bench": "answers", "metric": "facts_in_prompt", "value": held, "unit": "facts",
                       "of": facts}), flush=True)
@@ -130,6 +160,11 @@ def main() -> int:
     print(json.dumps({"bench": "answers", "metric": "answers_with_unsupported_figures", "value": flagged,
                       "unit": "answers", "of": len(asked), "missing_a_fact": wrong,
                       "missing_a_fact_and_flagged": wrong_flagged}), flush=True)
+    for at, metric in ((0, "causes_in_prompt"), (1, "causes_stated")):
+        print(json.dumps({"bench": "answers", "metric": metric, "value": causes["related"][at], "unit": "answers",
+                          "of": args.causes, "baseline": causes["without"][at],
+                          "ratio": round(causes["related"][at] / causes["without"][at], 3) if causes["without"][at]
+                          else None, "baseline_is": "the same questions without related lines"}), flush=True)
     print(json.dumps({"bench": "answers", "metric": "answer_s_p50", "value": round(statistics.median(seconds), 2),
                       "unit": "s"}), flush=True)
     return 0

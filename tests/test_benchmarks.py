@@ -49,7 +49,8 @@ def test_bench_compaction_compares_with_no_merging():
 
 
 def test_bench_answers_checks_facts_against_the_prompt():
-    figures = run_bench("answers.py", "--lines", "5000", "--questions", "2")
+    figures = run_bench("answers.py", "--lines", "5000", "--questions", "2", "--causes", "1")
     assert figures["facts_in_prompt"]["of"] == 3  # a count, then a count and a time
     assert 0 <= figures["facts_stated"]["value"] <= 3
+    assert figures["causes_in_prompt"]["of"] == 1 and 0 <= figures["causes_in_prompt"]["baseline"] <= 1
     assert figures["answer_s_p50"]["value"] > 0
