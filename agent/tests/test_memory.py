@@ -155,15 +155,17 @@ def test_among_equal_matches_the_first_occurrence_leads(store, request):
 
 
 def test_lines_just_written_that_hold_more_of_the_words_rank_first(store, request):
-    # A following Space asks about lines written seconds ago. Weaviate 1.35's
-    # BlockMax WAND ranked them by one word alone while they sat in its
-    # memtable: "checkout fail" returned "checkout started" lines for ~10 s.
+    # A following Space is asked about lines written seconds ago, in words
+    # that may be new to it ("failed": the incident has just begun).
+    from harness.flush import wait_until_flushed
+
     name = collection_name("test", request.node.name)
     store.drop(name)
     store.ensure(name)
-    lines = [(f"checkout started order {i}", "T10", None) for i in range(90)]
-    lines += [(f"checkout failed order {i}: payments returned 503", "T11", None) for i in range(10)]
-    store.upsert(name, rows(lines))
+    store.upsert(name, rows([(f"checkout started order {i}", "T10", None) for i in range(300)]))
+    wait_until_flushed(store, name)
+    store.upsert(name, rows([(f"checkout failed order {i}: payments returned 503", "T11", None) for i in range(10)],
+                            offset=1000))
     hits = store.search(name, terms("why did checkouts fail?"), 5)
     store.drop(name)
     assert [h.template_id for h in hits] == ["T11"] * 5

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from harness.flush import wait_until_flushed
 from monologue.agent.answering import Agent
 from monologue.agent.indexer import Indexer
 from monologue.agent.ingest import ingest
@@ -64,6 +65,7 @@ def shop(request, tmp_path, local_embedder):
         store = WeaviateStore(f"http://{handle.host}:{handle.http_port}", handle.grpc_port)
     ingest(log, space.uri, show_progress=False)
     Indexer(space, store, local_embedder).run_once()
+    wait_until_flushed(store, space.collection)
     yield SpaceMemory(space, store)
     store.drop(space.collection)
     if request.param == "weaviate":

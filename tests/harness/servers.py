@@ -272,16 +272,12 @@ class Weaviate:
 # objects for every BM25 query (the N of idf) by probing the disk for each key
 # of the unflushed memtable: 360 ms a query with 100k fresh objects, 3 ms once
 # flushed (measured). Small, soon-flushed memtables keep queries fast while
-# the indexer writes. And its BlockMax WAND (the default inverted index of new
-# collections) ranks objects still in the memtable by one query word alone,
-# for up to the memtable's life (test_memory: "checkout fail" found
-# "checkout started" lines); the classic index ranks them right.
-WEAVIATE_SETTINGS = {
+# the indexer writes.
+WEAVIATE_MEMTABLES = {
     "PERSISTENCE_MEMTABLES_FLUSH_DIRTY_AFTER_SECONDS": "5",
     "PERSISTENCE_MEMTABLES_MIN_ACTIVE_DURATION_SECONDS": "1",
     "PERSISTENCE_MEMTABLES_MAX_ACTIVE_DURATION_SECONDS": "10",
     "PERSISTENCE_MEMTABLES_MAX_SIZE_MB": "16",
-    "USE_INVERTED_SEARCHABLE": "false",
 }
 
 
@@ -309,7 +305,7 @@ def start_weaviate(workdir: Path, logs: Path) -> Weaviate:
         "GO_PROFILING_PORT": str(free_port()),  # default :6060 clashes between instances
         "LOG_LEVEL": "warning",
         "QUERY_DEFAULTS_LIMIT": "25",
-        **WEAVIATE_SETTINGS,
+        **WEAVIATE_MEMTABLES,
     }
     server = Server(
         "weaviate",
