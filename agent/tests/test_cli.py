@@ -121,6 +121,9 @@ def test_the_demo_answers_three_questions_with_citations(tmp_path, capsys, gener
     captured = capsys.readouterr()
     assert captured.out.count("Q: ") == 3 and captured.out.count("A: ") == 3
     assert captured.out.count("statistics:") == 3 and captured.out.count(" [1] ") == 3
+    # "Why did checkouts fail?": what those requests logged in payments and the gateway, marked.
+    first = captured.out.split("Q: ")[1]
+    assert "(same req_id=req-" in first and "timeout acquiring database connection" in first
     assert "[3/3]" in captured.err and "demo finished" in captured.err
 
 
