@@ -40,6 +40,14 @@ def test_bench_agents_measures_both_stores_and_concurrent_asks():
     assert figures["concurrent_asks_errors"]["asks"] == 3
 
 
+def test_bench_weaviate_index_compares_both_indexes_with_and_without_related_lines():
+    figures = run_bench("weaviate_index.py", "--lines", "3000", "--asks", "3")
+    for metric in ("embedded_with_related", "weaviate_blockmax_with_related", "weaviate_classic_with_related",
+                   "weaviate_classic_without_related"):
+        figure = figures[f"recall_ms_p50_{metric}"]
+        assert figure["value"] > 0 and figure["baseline"] > 0  # the baseline measured in the same run
+
+
 def test_bench_compaction_compares_with_no_merging():
     figures = run_bench("compaction.py", "--objects", "140", "--lines-per-object", "10", "--s3-objects", "200",
                         "--range-objects", "30", "--following-lines", "2000")

@@ -12,7 +12,7 @@ from monologue.agent.indexer import Indexer
 from monologue.agent.ingest import ingest
 from monologue.agent.memory import LanceStore, WeaviateStore
 from monologue.agent.prompt import build
-from monologue.agent.recall import SpaceMemory, request_ids
+from monologue.agent.recall import SpaceMemory, related, request_ids
 from monologue.agent.service import to_proto
 from monologue.agent.space import Space
 
@@ -75,33 +75,35 @@ def shop(request, tmp_path, local_embedder):
 def test_a_failure_comes_with_what_its_requests_did_in_other_services(shop, local_embedder):
     agent = Agent("test", [shop], local_embedder, None)
     answer = agent.ask("Why did checkouts fail?", top_k=2, retrieval_only=True)
-    recalled = [c.hit for c in answer.citations if not c.hit.via]
-    related = [c.hit for c in answer.citations if c.hit.via]
-    assert [h.text for h in recalled] and all("checkout failed" in h.text for h in recalled)
-    followed = {value for hit in recalled for value in request_ids(hit.text)}
+    hits = [c.hit for c in answer.citations]
+    # Half as many as the lines recalled: the cause, upstream, in words the question does not use.
+    assert [bool(h.via) for h in hits] == [False, False, True]
+    assert all("checkout failed" in h.text for h in hits[:2])
+    assert "timeout acquiring database connection" in hits[2].text and hits[2].via == "req_id=req-bad0001"
+    followed = {value for hit in hits[:2] for value in request_ids(hit.text)}
     assert followed == {"req-bad0001", "req-bad0002"}
-    # The cause, upstream, in words the question does not use; and the gateway's side, under request_id.
-    assert any("timeout acquiring database connection" in h.text for h in related)
-    assert any("status=502" in h.text and h.via.startswith("request_id=") for h in related)
-    assert any("stock reservation rolled back" in h.text and h.via == "trace_id=req-bad0001" for h in related)
-    for hit in related:
-        assert hit.via.split("=", 1)[1].lower() in followed and hit.via.split("=", 1)[1] in hit.text
-    texts = " ".join(h.text for h in related)
-    assert "evicted" not in texts and "circuit breaker" not in texts  # another role, another request
-    patterns = [h.template_id for h in recalled + related]
-    assert len(related) <= 4 and len(set(patterns[len(recalled):])) == len(related)
-    assert not set(patterns[len(recalled):]) & {h.template_id for h in recalled}
-    levels = [h.level for h in related]
-    assert levels == sorted(levels, key=lambda level: level not in ("warn", "error", "fatal"))
-    # Their patterns' exact figures come too: the payments failures, all three of them.
+    # Its pattern's exact figures come too: the payments failures, all three of them.
     failed_payments = [s for s in answer.stats if "timeout acquiring" in s.template]
     assert failed_payments and failed_payments[0].count == 3
+    # Carried over gRPC, to say why a line is there.
+    assert [c.via for c in to_proto(answer).citations] == ["", "", "req_id=req-bad0001"]
+
+    # Up to four: problems first; the gateway's side under request_id, a plain-text service's under trace_id.
+    more = related([shop], hits[:2], None, None, limit=4)
+    assert any("status=502" in h.text and h.via.startswith("request_id=") for h in more)
+    assert any("stock reservation rolled back" in h.text and h.via == "trace_id=req-bad0001" for h in more)
+    for hit in more:
+        assert hit.via.split("=", 1)[1].lower() in followed and hit.via.split("=", 1)[1] in hit.text
+    texts = " ".join(h.text for h in more)
+    assert "evicted" not in texts and "circuit breaker" not in texts  # another role, another request
+    patterns = [h.template_id for h in more]
+    assert len(more) == 4 and len(set(patterns)) == 4 and not set(patterns) & {h.template_id for h in hits[:2]}
+    levels = [h.level for h in more]
+    assert levels == sorted(levels, key=lambda level: level not in ("warn", "error", "fatal"))
+
     # Right after the lines they relate to, before more lines like those.
     wider = [bool(c.hit.via) for c in agent.ask("Why did checkouts fail?", top_k=6, retrieval_only=True).citations]
     assert wider[:3] == [False] * 3 and wider[3:3 + sum(wider)] == [True] * sum(wider) and sum(wider) > 0
-    # Carried over gRPC, to say why a line is there.
-    carried = to_proto(answer).citations
-    assert [c.via for c in carried] == [c.hit.via for c in answer.citations]
 
 
 def test_lines_without_request_ids_bring_no_related_lines(tmp_path, local_embedder):

@@ -281,7 +281,8 @@ WEAVIATE_MEMTABLES = {
 }
 
 
-def start_weaviate(workdir: Path, logs: Path) -> Weaviate:
+def start_weaviate(workdir: Path, logs: Path, settings: dict[str, str] | None = None) -> Weaviate:
+    """settings: environment beside the fixed ones; WEAVIATE_MEMTABLES by default."""
     workdir.mkdir(parents=True, exist_ok=True)
     weaviate_bin = binary("weaviate", "WEAVIATE_VERSION")
     http, grpc = free_port(), free_port()
@@ -305,7 +306,7 @@ def start_weaviate(workdir: Path, logs: Path) -> Weaviate:
         "GO_PROFILING_PORT": str(free_port()),  # default :6060 clashes between instances
         "LOG_LEVEL": "warning",
         "QUERY_DEFAULTS_LIMIT": "25",
-        **WEAVIATE_MEMTABLES,
+        **(WEAVIATE_MEMTABLES if settings is None else settings),
     }
     server = Server(
         "weaviate",
