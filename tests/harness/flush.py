@@ -14,12 +14,11 @@ def wait_until_flushed(store, collection: str, timeout: float = 60.0) -> None:
     Its nodes API counts only flushed objects."""
     from monologue.agent.memory import WeaviateStore
 
-    # Polled: Weaviate tells nothing when it flushes. Its memtables live 10 s at most here.
     if not isinstance(store, WeaviateStore):
         return
     wanted = store.count(collection)
     deadline = time.monotonic() + timeout
-    while True:
+    while True:  # polled: Weaviate tells nothing when it flushes (10 s at most with the harness's settings)
         nodes = store.client.cluster.nodes(collection=collection, output="verbose")
         flushed = sum(shard.object_count for node in nodes for shard in node.shards or [])
         if flushed >= wanted:
