@@ -82,9 +82,8 @@ def test_a_failure_comes_with_what_its_requests_did_in_other_services(shop, loca
     assert "timeout acquiring database connection" in hits[2].text and hits[2].via == "req_id=req-bad0001"
     followed = {value for hit in hits[:2] for value in request_ids(hit.text)}
     assert followed == {"req-bad0001", "req-bad0002"}
-    # Its pattern's exact figures come too: the payments failures, all three of them.
-    failed_payments = [s for s in answer.stats if "timeout acquiring" in s.template]
-    assert failed_payments and failed_payments[0].count == 3
+    # Figures are of the matching lines' patterns only (a related pattern may be a service's every request).
+    assert answer.stats and all("checkout failed" in s.template for s in answer.stats)
     # Carried over gRPC, to say why a line is there.
     assert [c.via for c in to_proto(answer).citations] == ["", "", "req_id=req-bad0001"]
 

@@ -343,9 +343,13 @@ def recall(memories: list[SpaceMemory], question: str, vector: np.ndarray | None
     # prompt's budget and a small model's attention.
     hits[RELATED_FROM:RELATED_FROM] = related(memories, hits, since_ns, until_ns,
                                               min(RELATED_LINES, max(1, top_k // 2)))
+    # Figures of the matching lines' patterns only: a related line's pattern is often
+    # a service's every request (the gateway's 7,424 lines), and with its figures in
+    # the prompt the 0.5B model gave them for the payments failures' count and times.
     stats = []
     for memory in memories:
-        wanted = list(dict.fromkeys(h.template_id for h in hits if h.space == memory.space.name and h.template_id))
+        wanted = list(dict.fromkeys(h.template_id for h in hits
+                                    if h.space == memory.space.name and h.template_id and not h.via))
         stats += memory.stats(wanted[:max_stats], since_ns, until_ns)
     return Recalled(hits, stats)
 
