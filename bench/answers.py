@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from figures import emit_ratio  # noqa: E402
+from figures import emit_ratio, related_lines  # noqa: E402
 
 
 def questions(lines: list[str]) -> list[tuple[str, list]]:
@@ -110,7 +110,7 @@ def main() -> int:
     parser.add_argument("--causes", type=int, default=len(CAUSE_QUESTIONS), help="cause questions to ask (0: none)")
     args = parser.parse_args()
 
-    from monologue.agent import recall, wiring
+    from monologue.agent import wiring
     from monologue.agent.cli import embedded_agent
     from monologue.agent.generate import write_log
     from monologue.agent.indexer import Indexer
@@ -143,16 +143,14 @@ def main() -> int:
                   f"    {answer.text[:300]!r}\n    unsupported: {answer.unsupported_figures}", file=sys.stderr,
                   flush=True)
         causes = {}
-        related = recall.related
         for mode in ("related", "without"):
-            recall.related = related if mode == "related" else (lambda *_args, **_kwargs: [])
-            answers = [agent.ask(question, top_k=6) for question in CAUSE_QUESTIONS[: args.causes]]
+            with related_lines(mode == "related"):
+                answers = [agent.ask(question, top_k=6) for question in CAUSE_QUESTIONS[: args.causes]]
             causes[mode] = (sum(states(held_by_prompt(a), CAUSE) for a in answers),
                             sum(states(a.text, CAUSE) for a in answers))
             for question, answer in zip(CAUSE_QUESTIONS, answers):
                 print(f"{mode}: {int(states(answer.text, CAUSE))} {question}\n    {answer.text[:300]!r}",
                       file=sys.stderr, flush=True)
-        recall.related = related
     facts = sum(len(f) for _, f in asked)
     print(json.dumps({"bench": "answers", "metric": "facts_in_prompt", "value": held, "unit": "facts",
                       "of": facts}), flush=True)

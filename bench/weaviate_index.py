@@ -24,21 +24,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import agents  # noqa: E402  (its harness, questions and helpers)
-from figures import emit_ratio  # noqa: E402
-
-from monologue.agent import recall  # noqa: E402
+from figures import emit_ratio, related_lines  # noqa: E402
 
 
 def p50(agent: agents.Agent, asks: int, related: bool) -> float:
     """Recall p50 over the questions, with or without related lines."""
-    kept = recall.related
-    recall.related = kept if related else (lambda *_args, **_kwargs: [])
-    try:
+    with related_lines(related):
         agent.ask(agents.QUESTIONS[0], retrieval_only=True)  # warm
         times = [agent.ask(agents.QUESTIONS[i % len(agents.QUESTIONS)], retrieval_only=True).recall_ms
                  for i in range(asks)]
-    finally:
-        recall.related = kept
     return agents.percentile(times, 0.5)
 
 
